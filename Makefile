@@ -1,0 +1,46 @@
+# The two commands of the README: `make run` and `make test`. Both build the environment when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml 2>/dev/null | cut -c1-8)
+RUNS ?= runs
+export UNLEARN_BENCH_CACHE ?= $(HOME)/.cache/unlearn-bench
+
+.PHONY: install run test test-slow bench figures lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job: Fashion-MNIST (Debian package dataset-fashion-mnist when possible, else torchvision's
+# download, else a fall-back to digits), the paper's CNN, forget class 0, every default method, one seed.
+run: $(STAMP)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || true; fi
+	@if $(PY) -m unlearn_bench.datacheck fashion_mnist; then data=fashion_mnist; else \
+	  echo "Fashion-MNIST is not available (see above); falling back to the bundled digits dataset"; data=digits; fi; \
+	$(VENV)/bin/unlearn-bench -m experiment=default data=$$data runs_dir=$(RUNS) && \
+	$(VENV)/bin/unlearn-bench-report $(RUNS)/default --out $(RUNS)/default/results && \
+	echo "table written to $(RUNS)/default/results.md and .csv"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+figures: $(STAMP)
+	@for a in experiments/*/analyze.py; do echo "== $$a"; $(PY) $$a || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check unlearn_bench baselines tests benchmarks experiments
+
+clean:
+	rm -rf $(RUNS) outputs multirun .pytest_cache

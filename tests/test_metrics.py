@@ -1,0 +1,229 @@
+"""Metrics against independent computations (sklearn / scipy / hand-worked) on small seeded inputs."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import jensenshannon
+from scipy.special import softmax as sp_softmax
+from scipy.stats import entropy as sp_entropy
+from scipy.stats import norm
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score, roc_curve
+from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from unlearn_bench import metrics as M
+
+C = 5
+
+
+def _logits(rng, n, boost, spread=1.0, labels=None):
+    """Random logits whose true-class logit is raised by N(boost, spread): boost sets memorisation."""
+    y = rng.integers(0, C, n) if labels is None else labels
+    z = rng.normal(size=(n, C))
+    z[np.arange(n), y] += rng.normal(boost, spread, n)
+    return z, y
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------- accuracy.py
+def test_softmax_entropy_ce_match_scipy(rng):
+    z, y = _logits(rng, 50, 2.0)
+    z[0] = [800.0, 0, 0, 0, -800.0]  # overflow guard
+    np.testing.assert_allclose(M.softmax(z), sp_softmax(z, axis=1), atol=1e-12)
+    p = sp_softmax(z, axis=1)
+    np.testing.assert_allclose(M.entropy(p), sp_entropy(p, axis=1), atol=1e-10)
+    expected_ce = -np.log(np.clip(p[np.arange(50), y], 1e-300, None))
+    np.testing.assert_allclose(M.cross_entropy_per_sample(z[1:], y[1:]), expected_ce[1:], rtol=1e-9)
+
+
+def test_accuracy_and_per_class(rng):
+    z, y = _logits(rng, 200, 1.0)
+    assert M.accuracy(z, y) == pytest.approx(accuracy_score(y, z.argmax(1)))
+    y[y == 3] = 2  # class 3 absent
+    pc = M.per_class_accuracy(z, y, num_classes=C + 1)
+    for c in range(C + 1):
+        mask = y == c
+        if mask.any():
+            assert pc[c] == pytest.approx(accuracy_score(y[mask], z[mask].argmax(1)))
+        else:
+            assert np.isnan(pc[c])
+
+
+def test_accepts_torch_tensors(rng):
+    torch = pytest.importorskip("torch")
+    z, y = _logits(rng, 30, 1.0)
+    zt = torch.tensor(z, requires_grad=True)
+    assert M.accuracy(zt, torch.tensor(y)) == pytest.approx(M.accuracy(z, y))
+
+
+# ---------------------------------------------------------------- divergence.py
+def test_js_zrf_match_scipy(rng):
+    p, _ = _logits(rng, 40, 1.0)
+    q, _ = _logits(rng, 40, 0.0)
+    ref = np.mean(jensenshannon(sp_softmax(p, 1), sp_softmax(q, 1), axis=1) ** 2)  # base e
+    assert M.js_divergence(p, q) == pytest.approx(ref, rel=1e-9)
+    assert M.zrf(p, q) == pytest.approx(1 - ref, rel=1e-9)
+    assert M.js_divergence(p, p) == pytest.approx(0.0, abs=1e-12)
+    far = np.array([[100.0, 0, 0]]), np.array([[0, 100.0, 0]])
+    assert M.js_divergence(*far) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_avg_gap_and_ain():
+    u = {"ua": 0.9, "ra": 0.95, "ta": 0.90, "mia_efficacy": 0.8}
+    r = {"ua": 1.0, "ra": 0.97, "ta": 0.92, "mia_efficacy": 1.0}
+    assert M.avg_gap(u, r) == pytest.approx((0.1 + 0.02 + 0.02 + 0.2) / 4)
+    with pytest.raises(KeyError):
+        M.avg_gap({"ua": 1.0}, r)
+    assert M.relearn_ain(30, 60) == 0.5
+    assert math.isinf(M.relearn_ain(3, 0)) and math.isnan(M.relearn_ain(0, 0))
+
+
+# ---------------------------------------------------------------- mia.py: population attacks
+def test_svc_confidence_matches_sklearn_and_direction(rng):
+    zr, yr = _logits(rng, 300, 6.0)
+    zt, yt = _logits(rng, 200, 1.0)
+    zf_mem, yf = _logits(rng, 100, 6.0)
+    zf_forgot, _ = _logits(rng, 100, -1.0, labels=yf)
+    conf = lambda z, y: sp_softmax(z, 1)[np.arange(len(y)), y][:, None]  # noqa: E731
+    x = np.vstack([conf(zr, yr)[:200], conf(zt, yt)])
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, np.r_[np.ones(200), np.zeros(200)])
+    ref = np.mean(clf.predict(conf(zf_forgot, yf)) == 0)
+    got = M.svc_confidence_mia(zr, yr, zt, yt, zf_forgot, yf)
+    assert got == pytest.approx(ref)
+    remember = M.svc_confidence_mia(zr, yr, zt, yt, zf_mem, yf)
+    assert remember < 0.3 < 0.7 < got
+
+
+def test_entropy_member_rate_matches_sklearn_and_direction(rng):
+    zr, _ = _logits(rng, 300, 6.0)
+    zt, _ = _logits(rng, 200, 1.0)
+    zf_mem, yf = _logits(rng, 100, 6.0)
+    zf_forgot, _ = _logits(rng, 100, 0.0, labels=yf)
+    ent = lambda z: sp_entropy(sp_softmax(z, 1), axis=1)[:, None]  # noqa: E731
+    clf = LogisticRegression(class_weight="balanced")
+    clf.fit(np.vstack([ent(zr), ent(zt)]), np.r_[np.ones(300), np.zeros(200)])
+    ref = np.mean(clf.predict(ent(zf_forgot)) == 1)
+    got = M.entropy_member_rate(zr, zt, zf_forgot)
+    assert got == pytest.approx(ref)
+    assert M.entropy_member_rate(zr, zt, zf_mem) > 0.7 > 0.3 > got
+    # subsampling path is deterministic in the seed
+    a = M.entropy_member_rate(zr, zt, zf_forgot, seed=3, max_per_side=150)
+    assert a == M.entropy_member_rate(zr, zt, zf_forgot, seed=3, max_per_side=150)
+
+
+def test_loss_cv_mia_and_fs_match_sklearn(rng):
+    lf, lt = rng.exponential(0.2, 120), rng.exponential(1.0, 120)
+    cv = StratifiedShuffleSplit(n_splits=10, test_size=0.3, random_state=0)
+    x, y = np.r_[lf, lt][:, None], np.r_[np.ones(120), np.zeros(120)]
+    ref = cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean()
+    assert M.loss_cv_mia(lf, lt) == pytest.approx(ref)
+    assert M.lra_fs(lf, lt) == pytest.approx(abs(0.5 - ref))
+    assert ref > 0.6
+    same = M.loss_cv_mia(rng.exponential(1.0, 300), rng.exponential(1.0, 200))  # retrain-like, unbalanced
+    assert abs(same - 0.5) < 0.1
+    assert M.loss_cv_mia(np.zeros(50), np.ones(80)) == 1.0
+
+
+def test_lra_fr_matches_sklearn_and_direction(rng):
+    ym = np.full(150, 4)  # class forgetting: every forget sample has the forget class as label
+    zm, _ = _logits(rng, 150, 6.0, labels=ym)
+    zn, _ = _logits(rng, 150, 1.0, labels=ym)
+    zu_mem, _ = _logits(rng, 150, 6.0, labels=ym)
+    zu_forgot, _ = _logits(rng, 150, -3.0, labels=ym)
+    pm, pn = sp_softmax(zm, 1), sp_softmax(zn, 1)
+    clf = make_pipeline(StandardScaler(), LinearSVC(random_state=0, max_iter=10000))
+    clf.fit(np.vstack([pm, pn]), np.r_[np.ones(150), np.zeros(150)])
+    ref = 1 - np.mean(clf.predict(sp_softmax(zu_forgot, 1)) == 1)
+    got = M.lra_fr(pm, pn, sp_softmax(zu_forgot, 1))
+    assert got == pytest.approx(ref)
+    assert M.lra_fr(pm, pn, sp_softmax(zu_mem, 1)) < 0.3 < 0.7 < got
+
+
+# ---------------------------------------------------------------- mia.py: per-example attacks
+def test_logit_scaled_confidence_stable(rng):
+    z, y = _logits(rng, 30, 1.0)
+    p = sp_softmax(z, 1)[np.arange(30), y]
+    np.testing.assert_allclose(M.logit_scaled_confidence(z, y), np.log(p) - np.log1p(-p), rtol=1e-8)
+    phi = M.logit_scaled_confidence(np.array([[60.0, 0.0, 0.0]]), np.array([0]))
+    assert np.isfinite(phi).all() and phi[0] == pytest.approx(60 - math.log(2))
+
+
+def test_roc_summary_matches_sklearn(rng):
+    m = np.round(rng.normal(1, 1, 300), 1)  # rounding creates ties
+    n = np.round(rng.normal(0, 1, 400), 1)
+    s, lab = np.r_[m, n], np.r_[np.ones(300), np.zeros(400)]
+    out = M.roc_summary(m, n)
+    assert out["auc"] == pytest.approx(roc_auc_score(lab, s))
+    fpr, tpr, _ = roc_curve(lab, s, drop_intermediate=False)
+    assert out["tpr_at_1fpr"] == pytest.approx(tpr[fpr <= 0.01].max())
+    brute = max(((s[lab == 1] >= t).mean() + (s[lab == 0] < t).mean()) / 2 for t in np.r_[s, np.inf])
+    assert out["bal_acc"] == pytest.approx(brute)
+
+
+def test_ulira_matches_direct_gaussians(rng):
+    n_ex, n_sh = 80, 16
+    mu_u, mu_r = rng.normal(2, 1, n_ex), rng.normal(0, 1, n_ex)
+    ins, outs = rng.normal(mu_u, 0.7, (n_sh, n_ex)), rng.normal(mu_r, 0.7, (n_sh, n_ex))
+    is_u = rng.random(n_ex) < 0.5
+    target = np.where(is_u, rng.normal(mu_u, 0.7), rng.normal(mu_r, 0.7))
+    for fix in (False, True):
+        if fix:
+            sd_i = np.sqrt(ins.var(0).mean())
+            sd_o = np.sqrt(outs.var(0).mean())
+        else:
+            sd_i, sd_o = ins.std(0), outs.std(0)
+        llr = norm.logpdf(target, ins.mean(0), sd_i) - norm.logpdf(target, outs.mean(0), sd_o)
+        np.testing.assert_allclose(M.ulira_scores(target, ins, outs, fix_variance=fix), llr, rtol=1e-10)
+        got = M.ulira(target, ins, outs, is_u, fix_variance=fix)
+        assert got["auc"] == pytest.approx(roc_auc_score(is_u, llr))
+        assert got["auc"] > 0.8 and got["bal_acc"] > 0.7
+    same = M.ulira(target, outs, rng.normal(mu_r, 0.7, (n_sh, n_ex)), is_u)  # unlearned == retrained
+    assert abs(same["auc"] - 0.5) < 0.2
+
+
+# ---------------------------------------------------------------- forgetting_quality.py
+def test_epsilon_hand_worked():
+    r = np.arange(100.0)
+    assert M.example_epsilon(r, r) == 0.0  # identical samples: every rule has FPR + FNR = 1
+    assert M.example_epsilon(r + 1000, r) == 50.0  # separable: a perfect rule, inf clipped to 50
+    assert M.example_epsilon(np.full(100, 3.0) + 1e-4 * r, r) == 50.0  # spread < 1% of the other
+    # u = r + 50 overlaps half: best rule flags the top 1% of r (FPR .01) and misses 49 of u (FNR .49)
+    assert M.example_epsilon(r + 50, r) == pytest.approx(math.log(0.51 - 1e-5) - math.log(0.01))
+    assert M.epsilon_from_rates([0.2, 0.0], [0.3, 0.5]) == pytest.approx(math.log(0.7 - 1e-5) - math.log(0.2))
+
+
+def test_forgetting_quality_bins_and_extremes(rng):
+    r = np.arange(100.0)
+    ident = np.tile(r[:, None], (1, 3))
+    assert M.forgetting_quality(ident, ident) == 1.0
+    assert M.forgetting_quality(ident + 1000, ident) == 0.0
+    u = np.stack([r, r + 50, r + 1000], axis=1)
+    # N=100: bins of 0.5 up to ceil(ln 99) = 5; eps 0 -> 1, eps 3.93 -> bin 7 -> 2^-7, eps 50 -> 0
+    assert M.forgetting_quality(u, ident) == pytest.approx((1 + 2 ** -7 + 0) / 3)
+    assert M.epsilon_points([5.0, 5.01], 100).tolist() == [2.0 ** -9, 0.0]
+    a, b = rng.normal(0, 1, (64, 20)), rng.normal(0, 1, (64, 20))
+    assert M.forgetting_quality(a, b) > M.forgetting_quality(a + 1.5, b)
+    assert M.final_score(0.5, 0.9, 1.0, 0.8, 1.0) == pytest.approx(0.36)
+
+
+# ---------------------------------------------------------------- info.py
+def test_metric_info_complete():
+    keys = {"acc/forget_train", "acc/forget_test", "acc/retain_train", "acc/retain_test", "acc/test",
+            "mia/svc_confidence", "mia/entropy_member_rate", "mia/loss_cv_acc", "mia/fr", "mia/fs",
+            "gap/avg_to_retrain", "dist/js_forget", "dist/js_test", "zrf", "relearn/steps", "relearn/ain",
+            "mia/ulira_auc", "mia/ulira_bal_acc", "mia/ulira_tpr_at_1fpr", "fq/score",
+            "fq/forgetting_quality", "cost/unlearn_s", "cost/peak_mem_mb", "cost/eval_s"}
+    assert keys <= set(M.METRIC_INFO)
+    for info in M.METRIC_INFO.values():
+        assert info.direction in {"higher", "lower", "closer_to_retrain"} and info.retrain_reference
+    md = M.metric_info_markdown()
+    assert all(f"`{k}`" in md for k in keys) and md.count("\n") == len(M.METRIC_INFO) + 2

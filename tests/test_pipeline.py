@@ -1,0 +1,111 @@
+"""End to end on digits: run directory contents, cache hit, regime enforcement, bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn_bench import pipeline, training
+from unlearn_bench.errors import ConfigError, RegimeError
+from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.batches import Normalizer
+from unlearn_bench.store import load_results
+
+
+def test_end_to_end_writes_the_run_directory(digits_cfg, tmp_path):
+    m = pipeline.run(digits_cfg("method=none", "forget.classes=[3]"), tmp_path / "run")
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "split.json", "metrics.json", "env.json", "predictions.npz"} <= files
+    for k in ("acc/forget_train", "acc/forget_test", "acc/retain_train", "acc/retain_test", "acc/test",
+              "original/acc/forget_train", "cost/unlearn_s", "cost/peak_mem_mb"):
+        assert k in m
+    assert m["acc/retain_test"] > 0.85  # the MLP learns digits
+    assert m["acc/forget_train"] == m["original/acc/forget_train"]  # `none` changes nothing
+    pred = np.load(tmp_path / "run" / "predictions.npz")
+    assert pred["logits_forget_train"].shape == (len(pred["labels_forget_train"]), 10)
+    acc = (pred["logits_retain_test"].argmax(1) == pred["labels_retain_test"]).mean()
+    assert acc == pytest.approx(m["acc/retain_test"])
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["packages"]["torch"] and "git_commit" in env
+    df = load_results(tmp_path)
+    assert len(df) == 1 and df.loc[0, "method"] == "none"
+
+
+def test_second_run_hits_the_cache(digits_cfg, tmp_path, monkeypatch):
+    pipeline.run(digits_cfg("forget.classes=[1]"), tmp_path / "a")
+
+    def boom(*a, **k):
+        raise AssertionError("the original model was retrained")
+    monkeypatch.setattr(pipeline, "fit", boom)
+    m = pipeline.run(digits_cfg("forget.classes=[2]"), tmp_path / "b")
+    assert m["original_cache_hit"] is True
+
+
+def test_corrupt_cache_entry_is_retrained(digits_cfg, tmp_path, cache_dir):
+    cfg = digits_cfg("forget.classes=[1]", "seed=7")
+    pipeline.run(cfg, tmp_path / "a")
+    from pathlib import Path
+    [pt] = [p for p in Path(cache_dir, "original").glob("*.pt")
+            if json.loads(p.with_suffix(".json").read_text())["spec"]["seed"] == 7]
+    pt.write_bytes(pt.read_bytes()[:100])  # truncated
+    m = pipeline.run(cfg, tmp_path / "b")
+    assert m["original_cache_hit"] is False
+
+
+def test_regime_is_enforced():
+    n = Normalizer((0.0,), (1.0,), "cpu")
+    s = Subset(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), n)
+    data = UnlearnData(Regime.ZERO_SHOT, "m", 10, [0], "cpu", 0, None,
+                       _sets={"retain": s, "forget": s, "unseen": s})
+    assert data.unseen is s
+    for name in ("retain", "forget"):
+        with pytest.raises(RegimeError):
+            getattr(data, name)
+    with pytest.raises(RegimeError):
+        data.retrain_oracle()
+    with pytest.raises(RegimeError):
+        data.unseen_retain
+    forget_only = UnlearnData(Regime.FORGET_ONLY, "m", 10, [0], "cpu", 0, None, _sets={"forget": s, "unseen": s})
+    assert forget_only.forget is s
+    with pytest.raises(RegimeError):
+        forget_only.retain
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["forget.classes=[12]"], "out of range"),
+    (["forget.classes=[]"], "empty"),
+    (["forget.unseen.per_class=500"], "per_class"),
+    (["model=vit_tiny", "model.patch=3"], "does not fit"),
+    (["train.optimizer.lr=-1"], "lr"),
+])
+def test_bad_input_raises_before_writing(digits_cfg, tmp_path, overrides, fragment):
+    with pytest.raises(ConfigError) as e:
+        pipeline.run(digits_cfg(*overrides), tmp_path / "run")
+    assert fragment in str(e.value) and "\n" not in str(e.value) and "fix" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_unknown_method_lists_options(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "unlearn_bench.cli", "method=nope", f"runs_dir={tmp_path}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "nope" in r.stderr and "none" in r.stderr
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_cli_bad_forget_class_is_one_line(tmp_path, cache_dir):
+    r = subprocess.run([sys.executable, "-m", "unlearn_bench.cli", "forget.classes=[42]", f"runs_dir={tmp_path}",
+                        f"cache_dir={cache_dir}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: forget class")
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_divergence_is_detected():
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(Exception, match="NaN"):
+        training.check_finite(model)

@@ -1,0 +1,25 @@
+"""The project's own errors. Each message is one line: the problem, then the fix."""
+
+
+class UnlearnBenchError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero."""
+
+
+class ConfigError(UnlearnBenchError):
+    """A configuration value is invalid (checked before any training starts)."""
+
+
+class DataNotFoundError(UnlearnBenchError):
+    """A dataset could not be found locally or downloaded."""
+
+
+class RegimeError(UnlearnBenchError):
+    """A method asked for data outside its declared data regime."""
+
+
+class CacheError(UnlearnBenchError):
+    """A cache entry is unsafe to load (e.g. it holds pickled objects)."""
+
+
+class Diverged(UnlearnBenchError):
+    """Training produced NaN/inf loss or weights; the run is recorded as failed."""

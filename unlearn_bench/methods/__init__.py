@@ -1,0 +1,1 @@
+"""The method interface (``base``) and the methods that belong to the framework itself."""

@@ -1,0 +1,132 @@
+"""The method interface: a method declares its data regime and receives only that data.
+
+Regimes (see ``methods.md``): ``full`` (D_r and D_f), ``forget_only`` (D_f), ``zero_shot`` (a pool of
+unseen forget-class images, never trained on). ``UnlearnData`` raises ``RegimeError`` as soon as a method
+reaches for data outside its regime, so a method cannot silently use more than it claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from unlearn_bench.batches import Normalizer, TensorBatches
+from unlearn_bench.errors import RegimeError
+
+
+class Regime(str, Enum):
+    FULL = "full"
+    FORGET_ONLY = "forget_only"
+    ZERO_SHOT = "zero_shot"
+
+
+class Subset:
+    """A labelled set of images held as device tensors (uint8 images + int64 labels)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, normalize: Normalizer, augment: str = "none",
+                 channels_last: bool = False):
+        self.x, self.y, self.normalize = x, y, normalize
+        self.augment, self.channels_last = augment, channels_last
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, augment: bool = False,
+                drop_last: bool = False) -> TensorBatches:
+        return TensorBatches(self.x, self.y, self.normalize, batch_size, shuffle, seed,
+                             self.augment if augment else "none", drop_last, self.channels_last)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images normalised at once (for small sets such as the unseen pool)."""
+        return self.normalize(self.x), self.y
+
+    def sample(self, n: int, seed: int) -> Subset:
+        """A seeded random subset of ``n`` items (all of them if ``n >= len``)."""
+        if n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n].to(self.x.device)
+        return Subset(self.x[idx], self.y[idx], self.normalize, self.augment, self.channels_last)
+
+
+_ALLOWED = {
+    Regime.FULL: {"retain", "forget", "unseen"},
+    Regime.FORGET_ONLY: {"forget", "unseen"},
+    Regime.ZERO_SHOT: {"unseen"},
+}
+
+
+@dataclass
+class UnlearnData:
+    """What a method may see. Accessing a set outside ``regime`` raises ``RegimeError``."""
+
+    regime: Regime
+    method: str
+    num_classes: int
+    forget_classes: list[int]
+    device: str
+    seed: int
+    recipe: Any  # the original model's training recipe (epochs, batch_size, optimizer, ...)
+    _sets: dict[str, Subset] = field(repr=False, default_factory=dict)
+    _unseen_retain: Subset | None = field(repr=False, default=None)
+    _oracle: Callable[[], tuple[nn.Module, dict]] | None = field(repr=False, default=None)
+    logger: Any = False
+    progress: bool = True
+
+    def _get(self, name: str) -> Subset:
+        if name not in _ALLOWED[self.regime]:
+            raise RegimeError(f"method {self.method} (regime {self.regime.value}) asked for the {name} set, "
+                              f"which its regime does not allow; fix: declare a wider regime in its class")
+        return self._sets[name]
+
+    @property
+    def retain(self) -> Subset:
+        return self._get("retain")
+
+    @property
+    def forget(self) -> Subset:
+        return self._get("forget")
+
+    @property
+    def unseen(self) -> Subset:
+        """Unseen images of the forget class(es): held out of training (or of the test metrics)."""
+        return self._get("unseen")
+
+    @property
+    def unseen_retain(self) -> Subset:
+        """Unseen images of the *other* classes: only for methods that declare ``needs_unseen_retain``."""
+        if self._unseen_retain is None:
+            raise RegimeError(f"method {self.method} asked for unseen retain-class images; fix: set "
+                              f"needs_unseen_retain=True on the method (it is then flagged in results)")
+        return self._unseen_retain
+
+    def retrain_oracle(self) -> tuple[nn.Module, dict]:
+        """The model retrained from scratch on D_r (cached). Needs the full regime."""
+        self._get("retain")
+        return self._oracle()
+
+
+class Method:
+    """Base class. Subclasses set ``regime`` and implement ``unlearn``; hyperparameters are ``__init__``
+    arguments with the defaults stated in the method's YAML (``conf/method/<label>.yaml``)."""
+
+    regime: ClassVar[Regime] = Regime.FULL
+    needs_unseen_retain: bool = False
+
+    def __init__(self) -> None:
+        self.extra_metrics: dict[str, float] = {}
+
+    def validate(self, model: nn.Module, info: dict) -> None:
+        """Check hyperparameters against the model and data before anything trains (raise ConfigError).
+        ``info`` holds num_classes, forget_classes, unseen_size, in_shape."""
+
+    def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
+        raise NotImplementedError
+
+    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module, data: UnlearnData) -> None:
+        """Write method-specific outputs (json, figures) into the run directory; untimed."""
