@@ -1,21 +1,64 @@
 """Results tables rebuilt from run directories: ``unlearn-bench-report RUNS_DIR``.
 
 Every table has an Original row (the model before unlearning, from the ``original/`` keys) and, when
-present, the Retrain oracle; every cell is mean ± std over seeds with n stated."""
+present, the Retrain oracle; every cell is mean ± std over seeds with n stated. Besides ``results.md`` /
+``.csv`` the command writes ``report.md``: the tables, paired statistics against Retrain (``stats.py``) and a
+forget-vs-retain Pareto figure per data x model (``figures.py``)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from unlearn_bench.store import load_results
 
 DEFAULT_COLUMNS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "acc/test",
                    "mia/svc_confidence", "mia/fr", "gap/avg_to_retrain", "cost/unlearn_s"]
+# The LRA-NPP paper's table (Chang et al. 2024): At, Ag, Fr, Fs, Time, G
+PAPER_COLUMNS = {"acc/forget_train": "At", "acc/retain_train": "Ag", "mia/fr": "Fr", "mia/fs": "Fs",
+                 "cost/unlearn_s": "Time (s)", "cost/peak_mem_mb": "G (MiB)"}
+STATS_METRICS = ["acc/forget_train", "acc/retain_train", "acc/retain_test", "mia/fr", "gap/avg_to_retrain"]
 GROUP = ["data", "model", "forget"]
+
+
+def _flatten(prefix: str, node, out: dict) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = str(node) if isinstance(node, list) else node
+
+
+def load(runs_dir: str | Path, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
+    """``load_results`` plus ``cfg/<node>.<key>`` columns from each run's config.yaml, so variants of one
+    method (swept ``method.h``, ``method.rule``, ...) can be told apart in tables and figures."""
+    df = load_results(runs_dir)
+    if df.empty:
+        return df
+    extra = []
+    for d in df["run_dir"]:
+        flat: dict = {}
+        p = Path(d) / "config.yaml"
+        if p.exists():
+            cfg = OmegaConf.to_container(OmegaConf.load(p))
+            for node in config_nodes:
+                _flatten(node, cfg.get(node, {}), flat)
+        extra.append({f"cfg/{k}": v for k, v in flat.items() if not k.endswith("_target_")})
+    return pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
+
+
+def load_or_exit(runs_dir: str | Path, command: str = "") -> pd.DataFrame:
+    """For experiments' analyze.py: the runs, or a clear message and exit status 1 when there are none."""
+    df = load(runs_dir) if Path(runs_dir).exists() else pd.DataFrame()
+    if df.empty:
+        how = f"; fix: run `{command}` first" if command else "; fix: run the experiment first"
+        raise SystemExit(f"error: no runs (metrics.json) under {runs_dir}{how}")
+    return df
 
 
 def _original_rows(ok: pd.DataFrame) -> pd.DataFrame:
@@ -34,33 +77,99 @@ def _order(method: str) -> tuple:
     return (0 if method == "Original" else 1 if method == "retrain" else 3 if method == "none" else 2, method)
 
 
-def summarize(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
-    """Mean ± std (n) per (data, model, forget, method); failed runs are counted, never averaged."""
+def _cell(vals: pd.Series) -> str:
+    if vals.empty:
+        return "—"
+    return f"{vals.mean():.3f}" if len(vals) == 1 else f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}"
+
+
+def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] | None = None,
+              rename: dict[str, str] | None = None) -> pd.DataFrame:
+    """Mean ± std (n) per (data, model, forget, method[, by...]); failed runs are counted, never averaged.
+    ``by`` adds columns that separate variants of one method (e.g. ``cfg/method.h``); ``rename`` relabels
+    metric columns (``PAPER_COLUMNS`` gives the LRA-NPP paper's At/Ag/Fr/Fs/Time/G)."""
     if df.empty:
         return df
+    by = [c for c in (by or []) if c in df.columns]
+    keys = GROUP + ["method"] + by
     ok = df[df["status"] == "ok"]
     both = pd.concat([_original_rows(ok), ok], ignore_index=True)
+    for c in by:  # Original is the same model whatever the method's setting: one row, blank variant
+        both.loc[both["method"] == "Original", c] = ""
     columns = [c for c in (columns or DEFAULT_COLUMNS) if c in both.columns]
     rows = []
-    for key, g in both.groupby(GROUP + ["method"], sort=False):
-        row = dict(zip(GROUP + ["method"], key))
-        row["n"] = int(g["seed"].nunique())
-        failed = df[(df["method"] == row["method"]) & (df["status"] != "ok")]
-        for k, v in zip(GROUP, key[:3]):
-            failed = failed[failed[k] == v]
+    for key, g in both.groupby(keys, sort=False, dropna=False):
+        row = dict(zip(keys, key))
+        row["n"] = int(g["seed"].nunique()) if not by else len(g)
+        failed = df[df["status"] != "ok"]
+        for k in keys:
+            if k in failed.columns:
+                failed = failed[failed[k].astype(str) == str(row[k])]
         row["failed"] = len(failed)
         for c in columns:
-            vals = pd.to_numeric(g[c], errors="coerce").dropna()
-            row[c] = "—" if vals.empty else (f"{vals.mean():.3f}" if len(vals) == 1
-                                             else f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}")
+            row[c] = _cell(pd.to_numeric(g[c], errors="coerce").dropna())
         rows.append(row)
     out = pd.DataFrame(rows)
     out["_o"] = out["method"].map(_order)
-    return out.sort_values(GROUP + ["_o"]).drop(columns="_o").reset_index(drop=True)
+    out = out.sort_values(GROUP + ["_o"] + by, kind="stable").drop(columns="_o").reset_index(drop=True)
+    return out.rename(columns=rename or {})
 
 
-def write_report(runs_dir: str | Path, out: str | Path | None = None) -> str:
-    df = load_results(runs_dir)
+def _commits(df: pd.DataFrame) -> str:
+    """Git commits (and dirty flags) the runs were made from, from each run's env.json."""
+    import json
+    seen = set()
+    for d in df.get("run_dir", []):
+        p = Path(d) / "env.json"
+        if p.exists():
+            env = json.loads(p.read_text())
+            seen.add(f"{(env.get('git_commit') or 'unknown')[:10]}{' (dirty)' if env.get('git_dirty') else ''}")
+    return ", ".join(sorted(seen)) or "unknown"
+
+
+def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results", columns: list[str] | None = None,
+                    by: list[str] | None = None, reference: str = "retrain", figures: bool = True,
+                    rename: dict[str, str] | None = None) -> str:
+    """A self-contained markdown report in ``out_dir/report.md``: per data x model a table (mean ± std, n,
+    failed), its Pareto figure, paired tests against ``reference`` and the reasons of failed runs."""
+    from unlearn_bench import stats
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failed = df[df["status"] != "ok"]
+    lines = [f"# {title}", "",
+             f"{len(df)} runs ({len(failed)} failed); cells are mean ± std over runs, n = runs per row. "
+             f"Commits: {_commits(df)}.", ""]
+    for (data, model), g in df.groupby(["data", "model"], sort=True):
+        lines += [f"## {data} / {model}", "", summarize(g, columns, by, rename).to_markdown(index=False), ""]
+        ok = g[g["status"] == "ok"]
+        if figures and not ok.empty:
+            from unlearn_bench import figures as figs
+            runs = pd.concat([_original_rows(ok), ok], ignore_index=True)
+            label = runs["method"].astype(str)
+            for c in by or []:
+                if c in runs.columns:
+                    label = label + runs[c].map(lambda v: "" if v in ("", None) or (isinstance(v, float) and math.isnan(v))
+                                                else f" {c.removeprefix('cfg/method.')}={v}")
+            name = f"pareto-{data}-{model}.png"
+            figs.pareto(runs.assign(_label=label), out_dir / name, label="_label", title=f"{data} / {model}")
+            lines += [f"![forget vs retain, {data} / {model}]({name})", ""]
+    comp = stats.compare_to_reference(df, STATS_METRICS, reference=reference, by=by)
+    if not comp.empty:
+        lines += [f"## Paired comparison with {reference}", "",
+                  "Difference method − reference over runs matched on data, model, forget set and seed; "
+                  "bootstrap 95% CI of the mean difference; paired t-test and Wilcoxon signed-rank p.", "",
+                  stats.format_comparison(comp).to_markdown(index=False), ""]
+    if not failed.empty:
+        lines += ["## Failed runs", ""] + [f"- `{r.get('run_dir', '')}`: {r.get('reason', '')}"
+                                            for _, r in failed.iterrows()] + [""]
+    md = "\n".join(lines)
+    (out_dir / "report.md").write_text(md)
+    return md
+
+
+def write_report(runs_dir: str | Path, out: str | Path | None = None, figures: bool = True) -> str:
+    """``results.md`` / ``.csv`` (the summary table) and, beside them, ``report.md`` with figures and tests."""
+    df = load(runs_dir)
     if df.empty:
         raise SystemExit(f"error: no metrics.json under {runs_dir}; fix: point at a folder of run directories")
     table = summarize(df)
@@ -69,15 +178,17 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.md").write_text(md + "\n")
     table.to_csv(f"{out}.csv", index=False)
+    markdown_report(df, out.parent, title=f"Results: {runs_dir}", figures=figures)
     return md
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Summarise run directories into a results table.")
+    ap = argparse.ArgumentParser(description="Summarise run directories into a results table and report.md.")
     ap.add_argument("runs_dir")
     ap.add_argument("--out", default=None, help="output path without extension (default RUNS_DIR/results)")
+    ap.add_argument("--no-figures", action="store_true", help="skip the Pareto figures in report.md")
     args = ap.parse_args(argv)
-    md = write_report(args.runs_dir, args.out)
+    md = write_report(args.runs_dir, args.out, figures=not args.no_figures)
     sys.stdout.write(md + "\n")
 
 

@@ -1,0 +1,111 @@
+"""Figures rebuilt from run directories: forget-vs-retain Pareto plot (cost as marker size), line plots with
+error bands over seeds, and labelled heatmaps. Every figure states n in its labels or title."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; experiments run headless on clusters
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pareto_front(forget: np.ndarray, retain: np.ndarray) -> np.ndarray:
+    """Indices of points no other point beats on both axes (lower forget accuracy, higher retain accuracy),
+    ordered by forget accuracy."""
+    f, r = np.asarray(forget, float), np.asarray(retain, float)
+    keep = [i for i in range(len(f))
+            if not np.any((f <= f[i]) & (r >= r[i]) & ((f < f[i]) | (r > r[i])))]
+    return np.array(sorted(keep, key=lambda i: f[i]), dtype=int)
+
+
+def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train", retain: str = "acc/retain_test",
+           cost: str = "cost/unlearn_s", label: str = "method", title: str = "") -> Path:
+    """Mean (± std over runs) forget vs retain accuracy per ``label``; marker area grows with log cost, so
+    a cheap method that lands near the oracle stands out. ``df`` has one row per run."""
+    df = df.copy()
+    for c in (forget, retain, cost):
+        df[c] = pd.to_numeric(df[c], errors="coerce") if c in df.columns else np.nan
+    g = df.groupby(label, sort=False).agg(f=(forget, "mean"), fs=(forget, "std"), r=(retain, "mean"),
+                                          rs=(retain, "std"), c=(cost, "mean"), n=(forget, "count"))
+    g = g.dropna(subset=["f", "r"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    if g.empty:
+        ax.text(0.5, 0.5, "no runs with both metrics", ha="center", transform=ax.transAxes)
+        return _save(fig, path)
+    c = g["c"].fillna(0).clip(lower=0)
+    size = 30 + 60 * np.log10(1 + c / max(c.min(), 1e-3))  # relative to the cheapest: seconds span decades
+    colors = plt.cm.tab20(np.linspace(0, 1, max(len(g), 2)))
+    for (name, row), s, col in zip(g.iterrows(), size, colors):
+        ax.errorbar(row.f, row.r, xerr=np.nan_to_num(row.fs), yerr=np.nan_to_num(row.rs), fmt="none",
+                    ecolor=col, alpha=0.5, lw=1)
+        ax.scatter(row.f, row.r, s=s, color=col, edgecolor="black", lw=0.5, zorder=3,
+                   label=f"{name} (n={int(row.n)}, {row.c:.2g} s)" if np.isfinite(row.c) else f"{name} (n={int(row.n)})")
+    front = pareto_front(g["f"].to_numpy(), g["r"].to_numpy())
+    ax.plot(g["f"].to_numpy()[front], g["r"].to_numpy()[front], "k--", lw=0.8, alpha=0.6, label="Pareto front")
+    ax.set(xlabel=f"{forget} (lower = more forgotten)", ylabel=f"{retain} (higher = better kept)",
+           title=title or "forget vs retain; marker size = unlearning cost")
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    return _save(fig, path)
+
+
+def lines(df: pd.DataFrame, x: str, y: str | list[str], path: str | Path, hue: str | None = None,
+          logx: bool = False, title: str = "", band: str = "std") -> Path:
+    """Mean of ``y`` against ``x`` with a ±1 std band (``band="sem"`` for the standard error) over the
+    runs at each x; one panel per y metric, one line per ``hue`` value."""
+    ys = [y] if isinstance(y, str) else list(y)
+    fig, axes = plt.subplots(1, len(ys), figsize=(4.6 * len(ys), 3.6), squeeze=False)
+    d = df.copy()
+    d[x] = pd.to_numeric(d[x], errors="coerce")
+    groups = [(None, d)] if hue is None else list(d.groupby(hue, sort=True))
+    for ax, m in zip(axes[0], ys):
+        for name, g in groups:
+            if m not in g.columns:
+                continue
+            s = g.assign(_y=pd.to_numeric(g[m], errors="coerce")).groupby(x)["_y"].agg(["mean", "std", "count"])
+            s = s.dropna(subset=["mean"]).sort_index()
+            if s.empty:
+                continue
+            spread = s["std"].fillna(0) / (np.sqrt(s["count"]) if band == "sem" else 1)
+            lab = f"{name} " if name is not None else ""
+            ax.plot(s.index, s["mean"], marker="o", ms=3, label=f"{lab}(n={int(s['count'].min())}-{int(s['count'].max())})")
+            ax.fill_between(s.index, s["mean"] - spread, s["mean"] + spread, alpha=0.2)
+        if logx:
+            ax.set_xscale("log")
+        ax.set(xlabel=x, ylabel=m)
+        ax.legend(fontsize=7, frameon=False)
+    fig.suptitle(title or f"mean ± {band} over runs", fontsize=9)
+    return _save(fig, path)
+
+
+def heatmap(matrix, rows, cols, path: str | Path, title: str = "", fmt: str = "{:.2f}", cmap: str = "viridis",
+            vmin: float | None = None, vmax: float | None = None, xlabel: str = "", ylabel: str = "") -> Path:
+    """Annotated heatmap (cells show their value; NaN cells are left blank)."""
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(0.6 * m.shape[1] + 2.5, 0.5 * m.shape[0] + 1.8))
+    im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows], fontsize=8)
+    if m.size <= 400:  # beyond that the numbers are unreadable anyway
+        lo, hi = np.nanmin(m) if np.isfinite(m).any() else 0, np.nanmax(m) if np.isfinite(m).any() else 1
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                if np.isfinite(m[i, j]):
+                    dark = (m[i, j] - lo) / (hi - lo + 1e-12) < 0.5
+                    ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return _save(fig, path)
