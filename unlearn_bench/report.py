@@ -13,9 +13,11 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from hydra.core.utils import JobStatus
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from unlearn_bench.store import load_results
+from unlearn_bench.store import load_results, read_complete
 
 DEFAULT_COLUMNS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "acc/test",
                    "mia/svc_confidence", "mia/fr", "gap/avg_to_retrain", "cost/unlearn_s"]
@@ -180,6 +182,22 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, figures: b
     table.to_csv(f"{out}.csv", index=False)
     markdown_report(df, out.parent, title=f"Results: {runs_dir}", figures=figures)
     return md
+
+
+class SweepObjective(Callback):
+    """Hydra callback that hands a sweeper (Optuna) one metrics.json key of each finished run as the job's
+    return value, so the tuning objective (e.g. ``gap/avg_to_retrain``) is chosen in config, not in the CLI.
+    A failed run (diverged, or the key missing) returns ``failed_value``, the worst score it may have."""
+
+    def __init__(self, key: str, failed_value: float = 1.0):
+        self.key, self.failed_value = key, failed_value
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        if job_return.status != JobStatus.COMPLETED:
+            return  # the sweeper sees the exception itself
+        metrics = read_complete(Path(config.hydra.runtime.output_dir)) or {}
+        value = metrics.get(self.key) if metrics.get("status") == "ok" else None
+        job_return.return_value = float(value) if isinstance(value, (int, float)) else float(self.failed_value)
 
 
 def main(argv: list[str] | None = None) -> None:
