@@ -1,0 +1,40 @@
+"""ℓ1-sparse unlearning (Jia et al. NeurIPS'23, "Model Sparsity Can Simplify Machine Unlearning", Eq. 3):
+fine-tune on D_r with CE + γ_t·‖θ‖₁, where γ_t decays linearly from γ to 0 over the epochs."""
+
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.common import TrainingMethod, check_positive
+from unlearn_bench.methods.base import Regime, UnlearnData
+
+
+class L1Sparse(TrainingMethod):
+    """γ_t = γ·(1 − t/T) for epoch t = 0..T−1 (the schedule of the paper's code); ‖θ‖₁ sums every
+    trainable parameter."""
+
+    regime = Regime.FULL
+
+    def __init__(self, gamma: float = 5e-4, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 5e-4, batch_size: int = 128) -> None:
+        super().__init__()
+        self.gamma, self.epochs, self.lr, self.momentum = gamma, epochs, lr, momentum
+        self.weight_decay, self.batch_size = weight_decay, batch_size
+
+    def validate(self, model, info) -> None:
+        check_positive(gamma=self.gamma, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+
+    def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
+        batches = data.retain.batches(self.batch_size, shuffle=True, seed=data.seed)
+        steps_per_epoch = len(batches)
+        calls = [0]  # fit calls the loss once per step: the step count gives the epoch
+
+        def loss(model, batch):
+            epoch = calls[0] // steps_per_epoch
+            calls[0] += 1
+            gamma_t = self.gamma * (1 - epoch / self.epochs)
+            x, y = batch
+            l1 = sum(p.abs().sum() for p in model.parameters() if p.requires_grad)
+            return F.cross_entropy(model(x), y) + gamma_t * l1
+
+        self.train(model, batches, loss, data, self.epochs, self.lr, self.momentum, self.weight_decay)
+        return model
