@@ -1,0 +1,187 @@
+"""Training-based baselines on digits: what each method may read, what it must change and what it must
+leave alone (the retrain oracle's data and initialisation, SalUn's unmasked weights)."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from baselines.boundary_shrink import nearest_wrong_class
+from baselines.common import PairedBatches, random_wrong_labels
+from baselines.finetune import Finetune
+from baselines.grad_ascent import GradAscent
+from baselines.l1_sparse import L1Sparse
+from baselines.neggrad_plus import NegGradPlus
+from baselines.salun import SalUn
+from unlearn_bench import pipeline
+from unlearn_bench.batches import Normalizer
+from unlearn_bench.data import Digits
+from unlearn_bench.errors import RegimeError
+from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.models import mlp
+
+FORGET = 3
+CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
+REGIMES = {"retrain": Regime.FULL, "finetune": Regime.FULL, "grad_ascent": Regime.FORGET_ONLY,
+           "neggrad_plus": Regime.FULL, "random_label": Regime.FULL, "boundary_shrink": Regime.FORGET_ONLY,
+           "l1_sparse": Regime.FULL, "salun": Regime.FULL}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Digits split into retain/forget subsets on the CPU and a small MLP trained on all of it."""
+    d = Digits().load()
+    norm = Normalizer(d.mean, d.std, "cpu")
+    f = d.train_y == FORGET
+    sets = {"retain": Subset(d.train_x[~f], d.train_y[~f], norm), "forget": Subset(d.train_x[f], d.train_y[f], norm)}
+    sets["unseen"] = sets["forget"].sample(10, 0)
+    torch.manual_seed(0)
+    model = mlp(d.in_shape, 10, hidden=(64,))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, y = norm(d.train_x), d.train_y
+    for _ in range(150):  # full-batch: a few hundred ms, ~100% train accuracy
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), sets
+
+
+class Recording(UnlearnData):
+    """UnlearnData that remembers which sets a method read."""
+
+    def _get(self, name):
+        self.__dict__.setdefault("read", set()).add(name)
+        return super()._get(name)
+
+
+def make_data(sets, regime=Regime.FULL, cls=UnlearnData):
+    allowed = {Regime.FULL: ("retain", "forget", "unseen"), Regime.FORGET_ONLY: ("forget", "unseen"),
+               Regime.ZERO_SHOT: ("unseen",)}[regime]
+    return cls(regime, "m", 10, [FORGET], "cpu", 0, None, _sets={k: sets[k] for k in allowed}, progress=False)
+
+
+def ce(model, subset):
+    with torch.no_grad():
+        x, y = subset.tensors()
+        return F.cross_entropy(model(x), y).item()
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_retrain_oracle_trains_on_retain_only_from_a_fresh_init(digits_cfg, tmp_path, monkeypatch):
+    calls, real_fit = [], pipeline.fit
+
+    def recording_fit(model, batches, *a, **k):
+        labels = torch.cat([y for _, y in batches])
+        calls.append({"model": model, "init": params(model), "labels": set(labels.tolist())})
+        return real_fit(model, batches, *a, **k)
+
+    monkeypatch.setattr(pipeline, "fit", recording_fit)
+    cfg = digits_cfg("method=retrain", f"forget.classes=[{FORGET}]", "seed=5", "train.epochs=3",
+                     f"cache_dir={tmp_path / 'cache'}")  # a private cache: both models train here
+    m = pipeline.run(cfg, tmp_path / "a")
+    assert len(calls) == 2  # the original, then the oracle
+    (orig, oracle) = calls
+    assert FORGET in orig["labels"] and FORGET not in oracle["labels"]
+    assert len(oracle["labels"]) == 9
+    for stage in ("init", "final"):
+        a = orig["init"] if stage == "init" else params(orig["model"])
+        b = oracle["init"] if stage == "init" else params(oracle["model"])
+        same = [k for k in a if torch.equal(a[k], b[k]) or (a[k] == b[k]).float().mean() > 0.01]
+        assert not same, f"{stage}: oracle shares {same} with the original"
+    assert m["status"] == "ok" and m["retrain/cache_hit"] is False and m["retrain/train_s"] > 0
+    again = pipeline.run(cfg, tmp_path / "b")
+    assert len(calls) == 2  # nothing retrained
+    assert again["retrain/cache_hit"] is True and again["retrain/train_s"] == m["retrain/train_s"]
+
+
+@pytest.mark.parametrize("method", [Finetune(epochs=2), L1Sparse(epochs=2)], ids=["finetune", "l1_sparse"])
+def test_finetuning_methods_never_read_the_forget_set(digits, method):
+    model, sets = digits
+    data = make_data(sets, cls=Recording)
+    before = params(model)
+    out = method.unlearn(copy.deepcopy(model), data)
+    assert data.read == {"retain"}
+    assert any(not torch.equal(before[k], v) for k, v in params(out).items())
+    assert len(method.curve) == 2 and method.extra_metrics["m/final_loss"] == method.curve[-1]
+
+
+def test_l1_penalty_shrinks_the_weights(digits):
+    model, sets = digits
+    norm = lambda m: sum(p.abs().sum().item() for p in m.parameters())  # noqa: E731
+    plain = Finetune(epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
+    sparse = L1Sparse(epochs=2, gamma=1e-3).unlearn(copy.deepcopy(model), make_data(sets))
+    assert norm(sparse) < norm(plain)
+
+
+def test_grad_ascent_raises_the_forget_loss(digits):
+    model, sets = digits
+    data = make_data(sets, Regime.FORGET_ONLY)
+    out = GradAscent(epochs=3, lr=1e-3).unlearn(copy.deepcopy(model), data)
+    assert ce(out, sets["forget"]) > ce(model, sets["forget"]) + 0.05
+
+
+def test_neggrad_plus_with_alpha_one_is_finetuning_and_below_one_ascends(digits):
+    model, sets = digits
+    ft = Finetune(epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
+    ng1 = NegGradPlus(alpha=1.0, epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
+    for k, v in params(ft).items():
+        torch.testing.assert_close(params(ng1)[k], v)
+    ng = NegGradPlus(alpha=0.9, epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
+    assert ce(ng, sets["forget"]) > ce(ft, sets["forget"]) + 0.5
+
+
+def test_salun_leaves_unmasked_weights_bit_identical(digits):
+    model, sets = digits
+    method = SalUn(epochs=2, lr=0.05, momentum=0.9, weight_decay=5e-3)
+    out = method.unlearn(copy.deepcopy(model), make_data(sets))
+    # the mask, recomputed here: the top half of |grad CE(D_f)| over every parameter
+    probe = copy.deepcopy(model)
+    x, y = sets["forget"].tensors()
+    F.cross_entropy(probe(x), y, reduction="sum").backward()
+    grads = {n: p.grad.abs() for n, p in probe.named_parameters()}
+    inside = torch.cat([grads[n][m] for n, m in method.masks.items()])
+    outside = torch.cat([grads[n][~m] for n, m in method.masks.items()])
+    assert inside.numel() == round(0.5 * (inside.numel() + outside.numel()))
+    assert inside.min() >= outside.max() * (1 - 1e-5)
+    before, after = dict(model.named_parameters()), dict(out.named_parameters())
+    moved = 0
+    for n, m in method.masks.items():
+        assert torch.equal(after[n][~m], before[n][~m]), f"{n}: weights outside the mask moved"
+        moved += int((after[n][m] != before[n][m]).sum())
+    assert moved > 0.5 * inside.numel()  # and the masked ones did train
+    assert ce(out, sets["forget"]) > ce(model, sets["forget"])
+
+
+def test_boundary_shrink_targets_are_wrong_classes(digits):
+    model, sets = digits
+    f = sets["forget"]
+    x, y = f.tensors()
+    mean, std = f.normalize.mean, f.normalize.std
+    target = nearest_wrong_class(model, x, y, 0.1 / std, (0 - mean) / std, (1 - mean) / std)
+    assert (target != y).all() and target.min() >= 0 and target.max() < 10
+
+
+def test_helpers_pair_and_relabel():
+    pairs = PairedBatches(range(5), [10, 11])
+    assert len(pairs) == 5 and list(pairs) == [(0, 10), (1, 11), (2, 10), (3, 11), (4, 10)]
+    y = torch.full((2000,), FORGET)
+    r = random_wrong_labels(y, 10, [FORGET, 7], seed=0)
+    assert set(r.tolist()) == set(range(10)) - {FORGET, 7}
+    assert torch.equal(r, random_wrong_labels(y, 10, [FORGET, 7], seed=0))
+
+
+@pytest.mark.parametrize("label", sorted(REGIMES))
+def test_regime_is_declared_and_enforced(digits, label):
+    model, sets = digits
+    method = instantiate(OmegaConf.load(CONF / f"{label}.yaml"))
+    assert method.regime == REGIMES[label]
+    narrower = {Regime.FULL: Regime.FORGET_ONLY, Regime.FORGET_ONLY: Regime.ZERO_SHOT}[method.regime]
+    with pytest.raises(RegimeError):
+        method.unlearn(copy.deepcopy(model), make_data(sets, narrower))
