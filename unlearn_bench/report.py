@@ -54,13 +54,35 @@ def load(runs_dir: str | Path, config_nodes: tuple[str, ...] = ("method",)) -> p
     return pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
 
 
-def load_or_exit(runs_dir: str | Path, command: str = "") -> pd.DataFrame:
+def load_or_exit(runs_dir: str | Path, command: str = "", config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
     """For experiments' analyze.py: the runs, or a clear message and exit status 1 when there are none."""
-    df = load(runs_dir) if Path(runs_dir).exists() else pd.DataFrame()
+    df = load(runs_dir, config_nodes) if Path(runs_dir).exists() else pd.DataFrame()
     if df.empty:
         how = f"; fix: run `{command}` first" if command else "; fix: run the experiment first"
         raise SystemExit(f"error: no runs (metrics.json) under {runs_dir}{how}")
     return df
+
+
+def experiment_cli(name: str, description: str, argv: list[str] | None = None,
+                   config_nodes: tuple[str, ...] = ("method",)) -> tuple[pd.DataFrame, Path]:
+    """The shared command line of ``experiments/<name>/analyze.py``: ``[RUNS_DIR] [--out DIR]``; returns
+    the runs (with ``cfg/`` columns) and the output folder (default ``experiments/<name>/``)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("runs_dir", nargs="?", default=f"runs/{name}", help=f"default runs/{name}")
+    ap.add_argument("--out", default=None, help=f"where figures and tables go (default experiments/{name}/)")
+    args = ap.parse_args(argv)
+    df = load_or_exit(args.runs_dir, f"unlearn-bench -m experiment={name}", config_nodes)
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / "experiments" / name
+    out.mkdir(parents=True, exist_ok=True)
+    return df, out
+
+
+def write_table(table: pd.DataFrame, path: str | Path, heading: str = "") -> str:
+    """``path``.md (markdown, with an optional heading line) and ``path``.csv."""
+    md = (f"{heading}\n\n" if heading else "") + table.to_markdown(index=False) + "\n"
+    Path(f"{path}.md").write_text(md)
+    table.to_csv(f"{path}.csv", index=False)
+    return md
 
 
 def _original_rows(ok: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +119,7 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     ok = df[df["status"] == "ok"]
     both = pd.concat([_original_rows(ok), ok], ignore_index=True)
     for c in by:  # Original is the same model whatever the method's setting: one row, blank variant
+        both[c] = both[c].astype(object)
         both.loc[both["method"] == "Original", c] = ""
     columns = [c for c in (columns or DEFAULT_COLUMNS) if c in both.columns]
     rows = []
@@ -113,7 +136,12 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
         rows.append(row)
     out = pd.DataFrame(rows)
     out["_o"] = out["method"].map(_order)
-    out = out.sort_values(GROUP + ["_o"] + by, kind="stable").drop(columns="_o").reset_index(drop=True)
+    # variants sort numerically when they are numbers (H = 5 before 40), else by name; blanks first
+    tmp = {f"_n{i}": pd.to_numeric(out[c], errors="coerce") for i, c in enumerate(by)}
+    tmp.update({f"_s{i}": out[c].astype(str) for i, c in enumerate(by)})
+    out = out.assign(**tmp)
+    keys = GROUP + ["_o"] + [k for i in range(len(by)) for k in (f"_n{i}", f"_s{i}")]
+    out = out.sort_values(keys, kind="stable", na_position="first").drop(columns=["_o", *tmp]).reset_index(drop=True)
     return out.rename(columns=rename or {})
 
 
@@ -182,6 +210,42 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None, figures: b
     table.to_csv(f"{out}.csv", index=False)
     markdown_report(df, out.parent, title=f"Results: {runs_dir}", figures=figures)
     return md
+
+
+def _num_classes(df: pd.DataFrame) -> int:
+    """Classes of the task, from the width of a run's saved logits (no dataset needs loading)."""
+    import numpy as np
+    for d in df.get("run_dir", []):
+        p = Path(d) / "predictions.npz"
+        if p.exists():
+            with np.load(p) as z:
+                return int(z["logits_forget_train"].shape[1])
+    return 10
+
+
+def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool = False,
+                 metrics: tuple[str, ...] = ("acc/forget_train", "acc/retain_train", "acc/retain_test")) -> str:
+    """One swept setting (``cfg/method.h``, ``cfg/method.n``, ...): a table per value (mean ± std over
+    seeds and forget classes, n runs), line plots with ±std bands (all classes pooled, then per class), and
+    per forget class the smallest value whose mean forget accuracy reaches chance (1 / classes)."""
+    from unlearn_bench import figures
+    ok = df[df["status"] == "ok"].copy()
+    ok[param] = pd.to_numeric(ok[param], errors="coerce")
+    pooled = ok.assign(forget="all")
+    md = [write_table(summarize(pooled, list(metrics) + ["cost/unlearn_s"], by=[param]), out / "table",
+                      f"## {label}: mean ± std over seeds and forget classes")]
+    figures.lines(ok, param, list(metrics), out / "sweep.png", logx=logx, title=f"{label}: mean ± std, all classes")
+    figures.lines(ok, param, "acc/forget_train", out / "sweep_per_class.png", hue="forget", logx=logx,
+                  title=f"{label}: forget accuracy per forget class")
+    md += ["![sweep](sweep.png)", "", "![per class](sweep_per_class.png)", ""]
+    chance = 1.0 / _num_classes(ok)
+    means = ok.groupby(["forget", param])["acc/forget_train"].mean().reset_index()
+    rows = []
+    for cls, g in means.groupby("forget"):
+        hit = g[g["acc/forget_train"] <= chance + 1e-12].sort_values(param)
+        rows.append({"forget": cls, f"smallest {label} with At <= {chance:.2f}": hit[param].iloc[0] if len(hit) else "none"})
+    md += [write_table(pd.DataFrame(rows), out / "smallest", f"## Smallest {label} reaching chance per class")]
+    return "\n".join(md)
 
 
 class SweepObjective(Callback):

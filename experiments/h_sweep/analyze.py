@@ -1,0 +1,20 @@
+"""H sweep of LRA-NPP: forget and retain accuracy against H (perturbed neurons), mean ± std over seeds and forget
+classes, and per class the smallest H that brings forget accuracy down to chance.
+Usage: python experiments/h_sweep/analyze.py [RUNS_DIR] [--out DIR]"""
+
+import sys
+
+from unlearn_bench.report import experiment_cli, sweep_report
+
+
+def main(argv=None):
+    df, out = experiment_cli("h_sweep", __doc__, argv)
+    if "cfg/method.h" not in df.columns:
+        raise SystemExit("error: runs have no method.h in config.yaml; fix: point at runs of experiment=h_sweep")
+    md = sweep_report(df, "cfg/method.h", out, "H", logx=True)
+    (out / "README_results.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
