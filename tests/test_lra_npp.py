@@ -78,6 +78,8 @@ def test_selection_matches_hand_counted_occurrence(digits):
     tally = Counter(int(i) for row in r for i in torch.argsort(row, descending=True, stable=True)[:25])
     ranked = sorted(range(256), key=lambda u: (-tally[u], u))
     assert units == ranked[:40]
+    _, fast = run(model, LRANPP(n=36, k=25, h=40, relevance="closed_form"), zero_shot(ctx))
+    assert fast == units
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -199,6 +201,7 @@ INFO = {"num_classes": 10, "forget_classes": [FORGET], "unseen_size": 40, "in_sh
     ({"path": "sideways"}, "mlp", "path"),
     ({"rule": "z_plus"}, "mlp", "rule"),
     ({"layers": ["relu1"]}, "mlp", "not a Linear or Conv2d"),
+    ({"relevance": "closed_form", "rule": "gamma"}, "mlp", "closed_form"),
 ])
 def test_validate_rejects_bad_settings(kwargs, model, fragment):
     net = mlp((1, 8, 8), 10) if model == "mlp" else resnet18((1, 8, 8), 10)

@@ -12,12 +12,12 @@ Perturbation", arXiv 2410.23693), run the way the authors' public code runs it:
 Beyond the authors (each off by default): ``layers`` (analyse/perturb other Linear or Conv2d layers,
 conv units = channels), ``h: auto`` (the smallest H that drives the forget-class predicted share on a
 calibration half of the unseen pool to ``auto_target``), ``contrastive`` (rank by forget occurrence minus
-occurrence on unseen images of the other classes).
+occurrence on unseen images of the other classes), ``relevance: closed_form`` (the epsilon rule's closed
+form at the classifier: the same relevance from one forward pass, no backward).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -29,9 +29,11 @@ from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, Subset, UnlearnData
 from unlearn_bench.methods.lra_npp_paths import (OPS, PATHS, UnitLayer, merge_masks, path_masks, perturb,
                                                  resolve_layers, resolve_path)
-from unlearn_bench.relevance import RULES, canonize_copy, layer_relevance, select_units, topk_occurrence
+from unlearn_bench.relevance import (RULES, canonize_copy, epsilon_closed_form, layer_relevance, select_units,
+                                     topk_occurrence)
 
 TARGETS = ("predicted", "label")
+BACKENDS = ("zennit", "closed_form")
 
 
 def pool_halves(pool: Subset, seed: int) -> tuple[Subset, Subset]:
@@ -64,7 +66,7 @@ class LRANPP(Method):
                  epsilon: float = 0.1, gamma: float = 0.25, target: str = "predicted", path: str = "auto",
                  op: str = "zero", noise_scale: float = 1.0, layers: list[str] | None = None,
                  auto_target: float | None = None, contrastive: bool = False, canonize: bool = True,
-                 maps: int = 4):
+                 relevance: str = "zennit", maps: int = 4):
         super().__init__()
         self.k, self.h, self.n = k, h, int(n)
         self.k_fraction, self.h_fraction = float(k_fraction), float(h_fraction)
@@ -72,7 +74,7 @@ class LRANPP(Method):
         self.path, self.op, self.noise_scale = path, op, float(noise_scale)
         self.layers = list(layers) if layers else None
         self.auto_target, self.contrastive = auto_target, bool(contrastive)
-        self.canonize, self.maps = bool(canonize), int(maps)
+        self.canonize, self.relevance, self.maps = bool(canonize), relevance, int(maps)
         self.needs_unseen_retain = self.contrastive
         self.report: dict = {}
 
@@ -97,7 +99,12 @@ class LRANPP(Method):
         check(self.op in OPS, f"lra_npp op {self.op!r} is unknown; fix: use one of {', '.join(OPS)}")
         check(self.h is None or self.auto or isinstance(self.h, int),
               f"lra_npp h={self.h!r} must be an integer, null or auto; fix: e.g. method.h=80")
+        check(self.relevance in BACKENDS,
+              f"lra_npp relevance {self.relevance!r} is unknown; fix: use one of {', '.join(BACKENDS)}")
         specs = resolve_layers(model, self.layers)
+        check(self.relevance == "zennit" or (self.rule == "epsilon" and len(specs) == 1 and specs[0].is_classifier),
+              "lra_npp relevance=closed_form exists only for rule=epsilon at the classifier alone; "
+              "fix: set method.relevance=zennit")
         for s in specs:
             for name, value in (("k", self.k_for(s.width)), ("h", None if self.auto else self.h_for(s.width))):
                 check(value is None or 1 <= value <= s.width,
@@ -118,6 +125,8 @@ class LRANPP(Method):
     def _relevance(self, net: nn.Module, subset: Subset, specs: list[UnitLayer]) -> dict[str, torch.Tensor]:
         x, y = subset.tensors()
         target = "predicted" if self.target == "predicted" else y
+        if self.relevance == "closed_form":  # the epsilon rule at the last Linear: one forward, no backward
+            return {specs[0].consumer: epsilon_closed_form(net, x, target, epsilon=self.epsilon)[0]}
         rel, _ = layer_relevance(net, x, [s.consumer for s in specs], target, self.rule, self.epsilon, self.gamma)
         return rel
 
@@ -183,7 +192,10 @@ class LRANPP(Method):
         analysis, calib = pool_halves(pool, data.seed) if self.auto else (pool, None)
         analysis = analysis.sample(self.n, int(data.seed))
         x0 = analysis.tensors()[0][:1]
-        net = canonize_copy(model, example=x0) if self.canonize else copy.deepcopy(model).eval()
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        # zennit's hooks leave weights alone, so only BatchNorm folding needs a copy
+        use_copy = self.canonize and has_bn and self.relevance == "zennit"
+        net = canonize_copy(model, example=x0) if use_copy else model
         scores, counts = self._scores(net, analysis, data, specs)
         del net
         ranked = {s.consumer: select_units(scores[s.consumer], s.width) for s in specs}
@@ -205,7 +217,7 @@ class LRANPP(Method):
         if auto is not None:
             self.extra_metrics["lra_npp/auto_share"] = auto["share"]
         self.report = {
-            "paper": "Chang et al. 2024, arXiv 2410.23693", "rule": self.rule, "epsilon": self.epsilon,
+            "paper": "Chang et al. 2024, arXiv 2410.23693", "relevance": self.relevance, "rule": self.rule, "epsilon": self.epsilon,
             "target": self.target, "path": resolve_path(model, self.path), "op": self.op, "n": len(analysis),
             "contrastive": self.contrastive, "h_mode": "auto" if self.auto else "fixed", "h_chosen": h_first,
             "auto": auto, "analysis_s": analysis_s, "edit_s": edit_s, "edited_weights": edited,

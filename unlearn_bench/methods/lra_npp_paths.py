@@ -145,15 +145,16 @@ def perturb(model: nn.Module, masks: dict[str, torch.Tensor], op: str = "zero", 
     edited = 0
     for name in sorted(masks):
         p, m = params[name], masks[name].to(params[name].device)
-        k = int(m.sum())
+        k = int(m.count_nonzero())
         edited += k
         if op == "zero":
-            p[m] = 0
+            p.masked_fill_(m, 0)  # in place without gathering indices: cheap on 12544 x 512 layers
             continue
         if op == "gaussian":
             noise = torch.randn(k, generator=g, dtype=torch.float64) * scale
         else:  # Laplace(0, b) by inverse CDF from U(-1/2, 1/2)
             u = torch.rand(k, generator=g, dtype=torch.float64) - 0.5
             noise = -scale * u.sign() * torch.log1p(-2 * u.abs().clamp(max=0.5 - 1e-12))
-        p[m] += noise.to(p.dtype).to(p.device)
+        # masked_scatter_ fills in row-major order, the same order boolean indexing would use
+        p.add_(torch.zeros_like(p).masked_scatter_(m, noise.to(p.dtype).to(p.device)))
     return edited
