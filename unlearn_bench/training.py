@@ -1,18 +1,26 @@
 """One Lightning loop for everything that trains: the original model, the retrain oracle and every
 training-based unlearning method. A method supplies ``loss_fn(model, batch) -> loss``; the loop supplies
 the device, precision (bf16 autocast on GPU, fp32 on CPU), progress bar, loss curve and divergence guard.
+
+The step is written out (Lightning's manual optimisation) rather than run through the automatic closure
+machinery: for small models on CPU the per-step hook and closure layers cost as much as the model itself
+(see ``benchmarks/bench_epoch.py``). Nothing in the step reads a value back to the host.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from functools import lru_cache
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import nn
 
 from unlearn_bench.errors import Diverged
@@ -23,6 +31,8 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
 
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
+PROGRESS_UPDATES_PER_EPOCH = 20  # a bar refreshed every step costs more than an MLP step on CPU
+_NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
@@ -48,24 +58,30 @@ class StepModule(L.LightningModule):
         super().__init__()
         self.model, self.loss_fn, self.optimizer_factory = model, loss_fn, optimizer
         self.schedule, self.after_step = schedule, after_step
+        self.automatic_optimization = False
         self.curve: list[float] = []
         self._sum = None
         self._count = 0
+        self._opt = self._sched = None
 
     def training_step(self, batch, batch_idx):
+        if self._opt is None:  # Lightning wraps the optimizer at fit start; look it up once, not per step
+            self._opt = self.optimizers()
         loss = self.loss_fn(self.model, batch)
+        self._opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        self._opt.step()  # through Lightning, so global_step (and max_steps) count it
+        if self._sched is not None:
+            self._sched.step()
+        if self.after_step is not None:
+            self.after_step(self.model)
         d = loss.detach().float()
         self._sum = d if self._sum is None else self._sum + d
         self._count += 1
-        return loss
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        if self.after_step is not None:
-            self.after_step(self.model)
 
     def on_train_epoch_end(self):
         if self._count:
-            mean = float(self._sum) / self._count
+            mean = float(self._sum) / self._count  # the one host sync of the epoch
             self.curve.append(mean)
             self.log("train_loss", mean, prog_bar=True)
             if not math.isfinite(mean):
@@ -74,21 +90,56 @@ class StepModule(L.LightningModule):
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.model.parameters())
+        self._opt = None
         if self.schedule is None:
             return opt
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, self.schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        # stepped by training_step: Lightning leaves schedulers alone under manual optimisation
+        self._sched = torch.optim.lr_scheduler.LambdaLR(opt, self.schedule)
+        return opt
 
 
 def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1, logger=False,
-                 progress: bool = True, callbacks=None) -> L.Trainer:
+                 progress: bool = True, callbacks=None, steps_per_epoch: int | None = None) -> L.Trainer:
+    """A single-device Trainer: bf16 autocast with cuDNN autotuning and TF32 on CUDA; fp32 on CPU."""
     cuda = device.startswith("cuda")
+    callbacks = list(callbacks or [])
+    if progress:
+        rate = max(1, (steps_per_epoch or 1) // PROGRESS_UPDATES_PER_EPOCH)
+        callbacks.append(TQDMProgressBar(refresh_rate=rate))
+    if cuda:  # fp32 leftovers outside autocast (e.g. the optimizer's math) may use TF32 tensor cores
+        torch.set_float32_matmul_precision("high")
     return L.Trainer(
-        accelerator="gpu" if cuda else "cpu", devices=1, precision="bf16-mixed" if cuda else "32-true",
+        accelerator="gpu" if cuda else "cpu", devices=[_index(device)] if cuda else 1,
+        precision="bf16-mixed" if cuda else "32-true", benchmark=cuda,
         max_epochs=max_epochs if max_epochs is not None else (-1 if max_steps > 0 else 1), max_steps=max_steps,
         logger=logger, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-        enable_progress_bar=progress, callbacks=callbacks or [], log_every_n_steps=1 if logger else 50,
+        enable_progress_bar=progress, callbacks=callbacks, log_every_n_steps=1 if logger else 50,
     )
+
+
+def _index(device: str) -> int:
+    return int(device.split(":")[1]) if ":" in device else 0
+
+
+@lru_cache(maxsize=1)
+def _has_gpu() -> bool:
+    return torch.cuda.device_count() > 0
+
+
+@contextmanager
+def plain_cuda_check():
+    """Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 at import (so forks stay CUDA-safe). On a machine
+    without a GPU every ``torch.cuda.is_available()`` then loads NVML again, and Adam/AdamW ask on every
+    ``step()``: 0.2-2 ms per step, more than a small model's whole step. Without a GPU nothing can be
+    poisoned, so the runtime's own (cached) check is used while training."""
+    if os.environ.get(_NVML_CHECK) != "1" or _has_gpu():
+        yield
+        return
+    os.environ[_NVML_CHECK] = "0"
+    try:
+        yield
+    finally:
+        os.environ[_NVML_CHECK] = "1"
 
 
 def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callable, device: str,
@@ -98,9 +149,10 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
     total = max_steps if max_steps > 0 else (epochs or 1) * len(batches)
     module = StepModule(model, loss_fn, optimizer,
                         cosine_schedule(total) if schedule == "cosine" else None, after_step)
-    trainer = make_trainer(device, epochs, max_steps, logger, progress)
+    trainer = make_trainer(device, epochs, max_steps, logger, progress, steps_per_epoch=len(batches))
     model.train()
-    trainer.fit(module, train_dataloaders=batches)
+    with plain_cuda_check():
+        trainer.fit(module, train_dataloaders=batches)
     model.eval()
     if module._count:  # a max_steps stop can end mid-epoch
         module.on_train_epoch_end()
