@@ -239,11 +239,12 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
                   title=f"{label}: forget accuracy per forget class")
     md += ["![sweep](sweep.png)", "", "![per class](sweep_per_class.png)", ""]
     chance = 1.0 / _num_classes(ok)
-    means = ok.groupby(["forget", param])["acc/forget_train"].mean().reset_index()
+    means = ok.groupby(["method", "forget", param])["acc/forget_train"].mean().reset_index()
     rows = []
-    for cls, g in means.groupby("forget"):
+    for (method, cls), g in means.groupby(["method", "forget"]):
         hit = g[g["acc/forget_train"] <= chance + 1e-12].sort_values(param)
-        rows.append({"forget": cls, f"smallest {label} with At <= {chance:.2f}": hit[param].iloc[0] if len(hit) else "none"})
+        rows.append({"method": method, "forget": cls,
+                     f"smallest {label} with At <= {chance:.2f}": hit[param].iloc[0] if len(hit) else "none"})
     md += [write_table(pd.DataFrame(rows), out / "smallest", f"## Smallest {label} reaching chance per class")]
     return "\n".join(md)
 
