@@ -70,6 +70,7 @@ def test_selection_is_seeded(digits):
 def test_selection_matches_hand_counted_occurrence(digits):
     """Top-K by the epsilon closed form (no zennit) and a Python Counter give the same H units."""
     from collections import Counter
+
     from unlearn_bench.relevance import epsilon_closed_form
     ctx, model = digits
     _, units = run(model, LRANPP(n=36, k=25, h=40), zero_shot(ctx))
@@ -103,8 +104,8 @@ def test_each_path_changes_exactly_its_weights(path, expected, op):
         want[name] = m
     got = changed(before, model.state_dict())
     assert set(got) == set(want)
-    for k in want:
-        assert torch.equal(got[k], want[k]), k
+    for k, mask in want.items():
+        assert torch.equal(got[k], mask), k
 
 
 def test_conv_layer_paths_are_filter_and_outgoing_channel():

@@ -18,6 +18,7 @@ form at the classifier: the same relevance from one forward pass, no backward).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -27,11 +28,26 @@ from torch import nn
 
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, Subset, UnlearnData
-from unlearn_bench.methods.lra_npp_paths import (OPS, PATHS, UnitLayer, merge_masks, path_masks, perturb,
-                                                 resolve_layers, resolve_path)
-from unlearn_bench.relevance import (RULES, canonize_copy, epsilon_closed_form, layer_relevance, select_units,
-                                     topk_occurrence)
+from unlearn_bench.methods.lra_npp_paths import (
+    OPS,
+    PATHS,
+    UnitLayer,
+    merge_masks,
+    path_masks,
+    perturb,
+    resolve_layers,
+    resolve_path,
+)
+from unlearn_bench.relevance import (
+    RULES,
+    canonize_copy,
+    epsilon_closed_form,
+    layer_relevance,
+    select_units,
+    topk_occurrence,
+)
 
+log = logging.getLogger("unlearn_bench")
 TARGETS = ("predicted", "label")
 BACKENDS = ("zennit", "closed_form")
 
@@ -181,6 +197,9 @@ class LRANPP(Method):
                 lo = mid + 1
         chosen = hi
         final = next(s for h, s in reversed(trials) if h == chosen)
+        if not met:
+            log.warning("lra_npp h=auto: even all %d units leave a forget share of %.3f > %.3f; using all",
+                        hi, final, goal)
         return chosen, {"target": goal, "share": final, "met": bool(final <= goal), "calibration_size": len(calib),
                         "trials": trials}
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from unlearn_bench.relevance import input_relevance  # noqa: E402
-from unlearn_bench.store import write_json  # noqa: E402
+from unlearn_bench.relevance import input_relevance
+from unlearn_bench.store import write_json
 
 
 def write_report(method, run_dir: Path, original, unlearned, data) -> None:
-    report = {k: v for k, v in method.report.items()}
+    report = dict(method.report)
     # full per-unit vectors stay in the figure's source, not the json (they can be thousands long)
     report["layers"] = [{k: v for k, v in layer.items() if k not in ("scores",)} for layer in report["layers"]]
     write_json(run_dir / "lra_npp.json", report)
@@ -48,7 +48,7 @@ def relevance_maps(method, original, unlearned, data, path: Path) -> None:
     x, y = data.unseen.sample(method.maps, int(data.seed)).tensors()
     if x.dim() != 4:
         return
-    kw = dict(target=y, rule=method.rule, epsilon=method.epsilon, gamma=method.gamma)
+    kw = {"target": y, "rule": method.rule, "epsilon": method.epsilon, "gamma": method.gamma}
     rows, preds = {}, {}
     for name, model in (("original", original), ("unlearned", unlearned)):
         with torch.no_grad():
