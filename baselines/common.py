@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.training import fit
 
@@ -89,7 +90,6 @@ class TrainingMethod(Method):
 
 def check_positive(**values) -> None:
     """Shared ``validate`` helper: every named hyperparameter must be > 0."""
-    from unlearn_bench.errors import ConfigError
     for name, v in values.items():
         if not v > 0:
             raise ConfigError(f"method.{name}={v} must be > 0; fix: set method.{name} to a positive value")

@@ -2,6 +2,7 @@
 leave alone (the retrain oracle's data and initialisation, SalUn's unmasked weights)."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -10,17 +11,18 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from baselines.boundary_shrink import nearest_wrong_class
+from baselines.boundary_shrink import BoundaryShrink, nearest_wrong_class
 from baselines.common import PairedBatches, random_wrong_labels
 from baselines.finetune import Finetune
 from baselines.grad_ascent import GradAscent
 from baselines.l1_sparse import L1Sparse
 from baselines.neggrad_plus import NegGradPlus
+from baselines.random_label import RandomLabel
 from baselines.salun import SalUn
 from unlearn_bench import pipeline
 from unlearn_bench.batches import Normalizer
 from unlearn_bench.data import Digits
-from unlearn_bench.errors import RegimeError
+from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models import mlp
 
@@ -114,7 +116,10 @@ def test_finetuning_methods_never_read_the_forget_set(digits, method):
 
 def test_l1_penalty_shrinks_the_weights(digits):
     model, sets = digits
-    norm = lambda m: sum(p.abs().sum().item() for p in m.parameters())  # noqa: E731
+
+    def norm(m):
+        return sum(p.abs().sum().item() for p in m.parameters())
+
     plain = Finetune(epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
     sparse = L1Sparse(epochs=2, gamma=1e-3).unlearn(copy.deepcopy(model), make_data(sets))
     assert norm(sparse) < norm(plain)
@@ -166,6 +171,31 @@ def test_boundary_shrink_targets_are_wrong_classes(digits):
     mean, std = f.normalize.mean, f.normalize.std
     target = nearest_wrong_class(model, x, y, 0.1 / std, (0 - mean) / std, (1 - mean) / std)
     assert (target != y).all() and target.min() >= 0 and target.max() < 10
+
+
+def accuracy(model, subset):
+    with torch.no_grad():
+        x, y = subset.tensors()
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+@pytest.mark.parametrize("method, regime", [(BoundaryShrink(epochs=3, lr=1e-3), Regime.FORGET_ONLY),
+                                            (RandomLabel(epochs=5), Regime.FULL)], ids=["boundary_shrink",
+                                                                                         "random_label"])
+def test_relabelling_methods_lower_forget_accuracy(digits, method, regime, tmp_path):
+    model, sets = digits
+    out = method.unlearn(copy.deepcopy(model), make_data(sets, regime))
+    assert accuracy(model, sets["forget"]) > 0.95 and accuracy(out, sets["forget"]) < 0.5
+    method.write_artifacts(tmp_path, model, out, None)
+    assert json.loads((tmp_path / "loss_curve.json").read_text())["per_epoch_loss"] == method.curve
+
+
+@pytest.mark.parametrize("label", sorted(set(REGIMES) - {"retrain"}))
+def test_bad_hyperparameters_are_refused_in_one_line(label):
+    method = instantiate(OmegaConf.load(CONF / f"{label}.yaml"), lr=-1.0)
+    with pytest.raises(ConfigError, match="lr=-1.0 must be > 0; fix: ") as e:
+        method.validate(None, {})
+    assert "\n" not in str(e.value)
 
 
 def test_helpers_pair_and_relabel():
