@@ -34,21 +34,24 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return teacher
 
 
-def random_copy(model: nn.Module, std: float = 0.02) -> nn.Module:
-    """A frozen, freshly initialised model of the same architecture. Every module's own initialiser runs;
-    parameters no initialiser owns (e.g. positional embeddings) are redrawn from N(0, std^2), so no weight
-    of the original survives."""
-    fresh = copy.deepcopy(model)
+def reinitialise(model: nn.Module, std: float = 0.02) -> nn.Module:
+    """Redraw every weight in place: each module's own initialiser runs, and parameters no initialiser owns
+    (e.g. positional embeddings) are redrawn from N(0, std^2), so no weight of the original survives."""
     reset: set[int] = set()
-    for m in fresh.modules():
+    for m in model.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
             reset.update(id(p) for p in m.parameters(recurse=False))
     with torch.no_grad():
-        for p in fresh.parameters():
+        for p in model.parameters():
             if id(p) not in reset:
                 p.normal_(0.0, std)
-    return frozen_copy(fresh)
+    return model
+
+
+def random_copy(model: nn.Module) -> nn.Module:
+    """A frozen, freshly initialised model of the same architecture (an "incompetent teacher")."""
+    return frozen_copy(reinitialise(copy.deepcopy(model)))
 
 
 def union(a: Subset, b: Subset, ya: torch.Tensor | None = None, yb: torch.Tensor | None = None) -> Subset:
