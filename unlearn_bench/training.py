@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -31,7 +32,7 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
 
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
-PROGRESS_UPDATES_PER_EPOCH = 20  # a bar refreshed every step costs more than an MLP step on CPU
+PROGRESS_INTERVAL_S = 0.25  # a bar redrawn every step costs more than a small model's step on CPU
 _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
@@ -98,14 +99,27 @@ class StepModule(L.LightningModule):
         return opt
 
 
+class ThrottledProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, redrawn at most every ``interval`` seconds (and on an epoch's last batch)."""
+
+    def __init__(self, interval: float = PROGRESS_INTERVAL_S):
+        super().__init__(refresh_rate=1)
+        self.interval, self._last = interval, 0.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.monotonic()
+        if now - self._last >= self.interval or batch_idx + 1 == self.total_train_batches:
+            self._last = now
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
 def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1, logger=False,
-                 progress: bool = True, callbacks=None, steps_per_epoch: int | None = None) -> L.Trainer:
+                 progress: bool = True, callbacks=None) -> L.Trainer:
     """A single-device Trainer: bf16 autocast with cuDNN autotuning and TF32 on CUDA; fp32 on CPU."""
     cuda = device.startswith("cuda")
     callbacks = list(callbacks or [])
     if progress:
-        rate = max(1, (steps_per_epoch or 1) // PROGRESS_UPDATES_PER_EPOCH)
-        callbacks.append(TQDMProgressBar(refresh_rate=rate))
+        callbacks.append(ThrottledProgressBar())
     if cuda:  # fp32 leftovers outside autocast (e.g. the optimizer's math) may use TF32 tensor cores
         torch.set_float32_matmul_precision("high")
     return L.Trainer(
@@ -149,7 +163,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
     total = max_steps if max_steps > 0 else (epochs or 1) * len(batches)
     module = StepModule(model, loss_fn, optimizer,
                         cosine_schedule(total) if schedule == "cosine" else None, after_step)
-    trainer = make_trainer(device, epochs, max_steps, logger, progress, steps_per_epoch=len(batches))
+    trainer = make_trainer(device, epochs, max_steps, logger, progress)
     model.train()
     with plain_cuda_check():
         trainer.fit(module, train_dataloaders=batches)

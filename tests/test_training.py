@@ -1,0 +1,112 @@
+"""The training loop and device batching: loss goes down, the curve has one point per epoch, NaN stops
+the run, max_steps cuts an epoch short, augmentation keeps shapes, every pass reshuffles."""
+
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from unlearn_bench.batches import Normalizer, TensorBatches, random_crop_flip
+from unlearn_bench.errors import Diverged
+from unlearn_bench.training import cross_entropy, fit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _blobs(n=256, seed=0):
+    """Two classes of 1x4x4 uint8 images, separable by mean brightness."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    base = torch.where(y[:, None, None, None] == 1, 180.0, 70.0)
+    x = (base + 30 * torch.randn(n, 1, 4, 4, generator=g)).clamp(0, 255).to(torch.uint8)
+    return x, y
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def _batches(bs=32, **kw):
+    x, y = _blobs()
+    return TensorBatches(x, y, Normalizer((0.5,), (0.25,), "cpu"), bs, **kw)
+
+
+def test_fit_reduces_loss_and_returns_one_point_per_epoch():
+    model, b = _model(), _batches()
+    curve = fit(model, b, cross_entropy(), partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=4, progress=False)
+    assert len(curve) == 4
+    assert curve[-1] < 0.5 * curve[0]
+    assert not model.training  # handed back in eval mode
+
+
+def test_cosine_schedule_reaches_zero_and_after_step_runs_each_step():
+    model, b = _model(), _batches()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = []
+    fit(model, b, cross_entropy(), lambda params: opt, "cpu", epochs=2, schedule="cosine",
+        after_step=lambda m: calls.append(1), progress=False)
+    assert len(calls) == 2 * len(b)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_max_steps_stops_mid_epoch():
+    model, b = _model(), _batches(bs=16)  # 16 batches per epoch
+    seen = []
+    curve = fit(model, b, cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", max_steps=5,
+                after_step=lambda m: seen.append(1), progress=True)
+    assert len(seen) == 5
+    assert len(curve) == 1  # the partial epoch still gets its mean loss
+
+
+def test_nan_loss_raises_diverged():
+    def nan_loss(model, batch):
+        return model(batch[0]).sum() * float("nan")
+    with pytest.raises(Diverged):
+        fit(_model(), _batches(), nan_loss, partial(torch.optim.SGD, lr=0.1), "cpu", epochs=1, progress=False)
+
+
+def test_huge_learning_rate_raises_diverged():
+    with pytest.raises(Diverged):
+        fit(_model(), _batches(), cross_entropy(), partial(torch.optim.SGD, lr=1e10), "cpu", epochs=3,
+            progress=False)
+
+
+def test_augmented_batches_keep_shape_dtype_and_pixels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(64)
+    b = TensorBatches(x, y, Normalizer((0.5,) * 3, (0.25,) * 3, "cpu"), 16, seed=1, augment="crop_flip")
+    for xb, yb in b:
+        assert xb.shape == (16, 3, 8, 8) and xb.dtype == torch.float32 and yb.dtype == torch.long
+    out = random_crop_flip(x, 2, True, g)
+    assert out.shape == x.shape and out.dtype == torch.uint8 and not torch.equal(out, x)
+    # every output is one of the 5x5 shifts of the zero-padded image, mirrored or not
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(len(x)):
+        crops = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
+
+
+def test_batches_reshuffle_every_pass_and_cover_every_item():
+    x = torch.zeros(40, 1, 2, 2, dtype=torch.uint8)
+    b = TensorBatches(x, torch.arange(40), Normalizer((0.0,), (1.0,), "cpu"), 8, seed=3)
+    first = torch.cat([yb for _, yb in b])
+    second = torch.cat([yb for _, yb in b])
+    assert sorted(first.tolist()) == list(range(40)) == sorted(second.tolist())
+    assert not torch.equal(first, second)
+    again = TensorBatches(x, torch.arange(40), Normalizer((0.0,), (1.0,), "cpu"), 8, seed=3)
+    assert torch.equal(torch.cat([yb for _, yb in again]), first)  # seeded
+
+
+def test_bench_epoch_quick_mode_runs(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_epoch.py"), "--quick",
+                          "--models", "mlp,cnn_paper", "--results", str(tmp_path / "RESULTS.md")],
+                         check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "harness/plain" in out.stdout
+    assert "bench_epoch" in (tmp_path / "RESULTS.md").read_text()
