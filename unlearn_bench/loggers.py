@@ -4,6 +4,7 @@ merge into one wandb run."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,8 +19,23 @@ class NoLogger:
     def log_summary(self, metrics: dict) -> None:
         pass
 
+    def log_tables(self, per_class, roc) -> None:
+        """Per-class accuracies and attack ROC points (pandas frames; also written to the run directory)."""
+
     def finish(self) -> None:
         pass
+
+
+SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
+
+
+def scrub(config):
+    """The config without any entry whose name suggests a credential: nothing secret reaches a logger."""
+    if isinstance(config, dict):
+        return {k: scrub(v) for k, v in config.items() if not any(w in str(k).lower() for w in SECRET_WORDS)}
+    if isinstance(config, list):
+        return [scrub(v) for v in config]
+    return config
 
 
 class CSVLogger(NoLogger):
@@ -35,27 +51,62 @@ class CSVLogger(NoLogger):
 
 class WandbLogger(NoLogger):
     """wandb, offline unless ``mode=online`` (or WANDB_MODE) is set: runs land in ``<run_dir>/wandb`` and
-    can be uploaded later with ``wandb sync``."""
+    can be uploaded later with ``wandb sync``. The run's main wandb run has job_type ``unlearn`` and holds the
+    summary (every key of metrics.json) and tables; each model trained on a cache miss (original, retrain,
+    shadows) gets its own run with job_type ``train`` in the same group, so loss curves never share a step
+    axis. Credentials come from wandb's own login/env only; config entries that look like secrets are dropped."""
 
     def __init__(self, project: str = "unlearn-bench", entity: str | None = None, mode: str = "offline"):
         self.project, self.entity, self.mode = project, entity, os.environ.get("WANDB_MODE", mode)
         self.run = None
+        self._train_runs: list = []
+
+    def _init(self, job_type: str, name: str):
+        import wandb
+        return wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=str(self.run_dir),
+                          name=name, group=self.group, job_type=job_type, tags=self.tags, config=self.config,
+                          reinit="create_new")
 
     def start(self, run_dir, config, name, group, tags):
-        import wandb
-        self.run = wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=str(run_dir),
-                              name=name, group=group, job_type="unlearn", tags=tags, config=config,
-                              reinit="finish_previous")
+        self.run_dir, self.config, self.name, self.group = Path(run_dir), scrub(config), name, group
+        self.tags = [t for t in tags if t]
+        self.run = self._init("unlearn", name)
 
     def lightning(self, job_type):
         from lightning.pytorch.loggers import WandbLogger as LW
-        return LW(experiment=self.run) if self.run is not None else False
+        if self.run is None:
+            return False
+        if job_type == "unlearn":
+            return LW(experiment=self.run)
+        self._finish_train_runs()  # the previous training job has ended by the time the next one starts
+        run = self._init("train", f"{self.name}-{job_type}")
+        self._train_runs.append(run)
+        return LW(experiment=run)
 
     def log_summary(self, metrics):
         if self.run is not None:
-            self.run.summary.update({k: v for k, v in metrics.items() if v is not None})
+            # the same values metrics.json holds: non-finite floats become null
+            self.run.summary.update({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                     for k, v in metrics.items()})
+
+    def log_tables(self, per_class, roc):
+        if self.run is None:
+            return
+        import wandb
+        self.run.log({"per_class_accuracy": wandb.Table(dataframe=per_class)})
+        if len(roc):
+            best = roc[roc["strongest"]]
+            table = wandb.Table(dataframe=best[["fpr", "tpr"]].reset_index(drop=True))
+            title = f"ROC of the strongest attack: {best['attack'].iloc[0]} (AUC {best['auc'].iloc[0]:.3f})"
+            self.run.log({"roc_strongest": wandb.plot.line(table, "fpr", "tpr", title=title),
+                          "roc_all": wandb.Table(dataframe=roc)})
+
+    def _finish_train_runs(self):
+        while self._train_runs:
+            self._train_runs.pop().finish()
 
     def finish(self):
+        self._finish_train_runs()
         if self.run is not None:
             self.run.finish()
             self.run = None

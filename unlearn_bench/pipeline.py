@@ -21,11 +21,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_bench import evaluation
+from unlearn_bench import eval_suite, evaluation, metrics
 from unlearn_bench.batches import Normalizer
-from unlearn_bench.cache import ModelCache
+from unlearn_bench.cache import ModelCache, spec_key
 from unlearn_bench.errors import Diverged
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
+from unlearn_bench.reference_models import ReferenceModels
 from unlearn_bench.splits import Split, make_split
 from unlearn_bench.store import env_info, read_complete, write_json
 from unlearn_bench.training import check_finite, cross_entropy, fit
@@ -33,6 +34,7 @@ from unlearn_bench.validate import validate_run
 
 log = logging.getLogger("unlearn_bench")
 RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
+RANDOM_SEED_OFFSET = 4_000_037  # ZRF's randomly initialised model
 
 
 def choices(cfg: DictConfig) -> dict:
@@ -129,14 +131,15 @@ class Context:
         return {"data": data, "model": plain_config(self.cfg)["model"], "train": plain_config(self.cfg)["train"],
                 "seed": int(self.cfg.seed), "unseen": plain_config(self.cfg)["forget"]["unseen"]}
 
-    def _trainer(self, subset: Subset, job: str, logger):
+    def _trainer(self, subset: Subset, job: str, logger, shuffle_seed: int | None = None):
         recipe = self.cfg.train
+        shuffle_seed = int(self.cfg.seed) if shuffle_seed is None else int(shuffle_seed)
 
         def train(model):
             model.to(self.device)
             if self.channels_last:
                 model.to(memory_format=torch.channels_last)
-            batches = subset.batches(recipe.batch_size, shuffle=True, seed=int(self.cfg.seed),
+            batches = subset.batches(recipe.batch_size, shuffle=True, seed=shuffle_seed,
                                      augment=bool(recipe.augment))
             curve = fit(model, batches, cross_entropy(recipe.label_smoothing), instantiate(recipe.optimizer),
                         self.device, epochs=recipe.epochs, schedule=recipe.schedule,
@@ -152,8 +155,16 @@ class Context:
                                                    self._trainer(subset, "train", logger))
         return model.to(self.device).eval(), meta, hit
 
+    def _retrain_spec(self) -> dict:
+        return {**self._spec(), "forget_classes": self.split.forget_classes}
+
+    def retrain_cached(self) -> bool:
+        """Whether the oracle for this config is in the cache (checked without training it)."""
+        pt, meta = self.cache.paths("retrain", spec_key(self._retrain_spec()))
+        return pt.exists() and meta.exists()
+
     def retrain(self, logger):
-        spec = {**self._spec(), "forget_classes": self.split.forget_classes}
+        spec = self._retrain_spec()
         model, meta, hit = self.cache.get_or_train(
             "retrain", spec, lambda: self.build_model(self.cfg.seed + RETRAIN_SEED_OFFSET),
             self._trainer(self.subsets["retain_train"], "retrain", logger))
@@ -224,16 +235,72 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     logits_u = evaluation.collect(unlearned, ctx.subsets, cfg.eval.batch_size)
     result.update(evaluation.accuracies(logits_u, labels))
     result.update(evaluation.accuracies(logits_o, labels, prefix="original/"))
-    result["cost/eval_s"] = time.perf_counter() - t0
+    evals, arrays = _evaluate(ctx, run_dir, logger, original, unlearned, logits_o, logits_u, labels)
+    result.update(evals)
+    result["cost/eval_s"] = time.perf_counter() - t0  # everything above: collection, attacks, oracle, references
 
     np.savez_compressed(run_dir / "predictions.npz",
                         **{f"logits_{k}": v for k, v in logits_u.items()},
                         **{f"original_logits_{k}": v for k, v in logits_o.items()},
-                        **{f"labels_{k}": v for k, v in labels.items()})
+                        **{f"labels_{k}": v for k, v in labels.items()}, **arrays)
     ctx.method.write_artifacts(run_dir, original, unlearned, data)
     write_json(run_dir / "metrics.json", result)
     logger.log_summary(result)
     return result
+
+
+def _evaluate(ctx: Context, run_dir: Path, logger, original, unlearned, logits_o, logits_u, labels):
+    """Every metric family beyond accuracies (eval_suite); writes per_class.csv and roc.csv. Returns the
+    metrics and the retrain oracle's logits (for predictions.npz) when the oracle was used."""
+    ev, seed = ctx.cfg.eval, int(ctx.cfg.eval.seed)
+    out = eval_suite.population_mias(logits_u, labels, logits_o, seed)
+    out.update(eval_suite.population_mias(logits_o, labels, logits_o, seed, prefix="original/"))
+    random_model = ctx.build_model(int(ctx.cfg.seed) + RANDOM_SEED_OFFSET).to(ctx.device)
+    forget_random = evaluation.predict_logits(random_model, ctx.subsets["forget_train"], ev.batch_size)
+    out["zrf"] = metrics.zrf(logits_u["forget_train"], forget_random)
+    models = {"original": logits_o, "unlearned": logits_u}
+
+    retrain = logits_r = None
+    if ev.retrain or ev.shadows or ev.fq_runs or ctx.retrain_cached():
+        retrain, rmeta = ctx.retrain(logger)
+        logits_r = models["retrain"] = evaluation.collect(retrain, ctx.subsets, ev.batch_size)
+        out["eval/retrain_cache_hit"], out["eval/retrain_train_s"] = rmeta["cache_hit"], rmeta.get("train_s")
+        out.update(evaluation.accuracies(logits_r, labels, prefix="retrain/"))
+        mia_r = eval_suite.population_mias(logits_r, labels, logits_o, seed)
+        out.update({f"retrain/{k}": v for k, v in mia_r.items()})
+        out["retrain/zrf"] = metrics.zrf(logits_r["forget_train"], forget_random)
+        out.update(eval_suite.oracle_distances(logits_u, logits_r, labels, out, mia_r))
+
+    if ev.relearn:
+        target = float(ev.relearn_target) * evaluation.accuracy(logits_o["forget_test"], labels["forget_test"])
+        out.update(evaluation.relearn(ctx.subsets, unlearned, retrain, target, int(ev.relearn_size),
+                                      float(ev.relearn_lr), int(ev.relearn_max_steps), seed))
+
+    refs = ReferenceModels(ctx, logger)
+    ulira = None
+    if ev.shadows:
+        out["eval/shadows"] = int(ev.shadows)
+        pair = refs.shadows(int(ev.shadows), seed)
+        if pair is not None:
+            ulira = (refs.phi(unlearned), refs.phi(retrain))
+            out.update(eval_suite.ulira_metrics(*ulira, *pair, fix_variance=bool(ev.ulira_fix_variance)))
+            ulira = metrics.ulira_scores(np.stack(ulira), *pair, fix_variance=bool(ev.ulira_fix_variance))
+    if ev.fq_runs:
+        out["eval/fq_runs"] = int(ev.fq_runs)
+        fq = refs.fq_ensembles(int(ev.fq_runs), original, retrain)
+        if fq is not None:
+            out.update(eval_suite.fq_metrics(fq["u"], fq["r"], fq["acc_u"], fq["acc_r"]))
+
+    per_class = eval_suite.per_class(models, labels, ctx.data.num_classes)
+    per_class.to_csv(run_dir / "per_class.csv", index=False)
+    scores = eval_suite.attack_rocs(logits_u, labels)
+    if ulira is not None:  # U-LiRA's likelihood ratio: unlearned target (member) vs retrain target
+        scores["ulira"] = (ulira[0], ulira[1])
+    roc = eval_suite.strongest_roc(scores)
+    roc.to_csv(run_dir / "roc.csv", index=False)
+    logger.log_tables(per_class, roc)
+    arrays = {f"retrain_logits_{k}": v for k, v in (logits_r or {}).items()}
+    return out, arrays
 
 
 def _hydra_run_dir() -> Path:

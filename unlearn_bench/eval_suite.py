@@ -1,0 +1,123 @@
+"""Every metric family of a run, computed from collected logits (no model runs here).
+
+Inputs are dicts ``split -> logits`` / ``split -> labels`` over the splits of ``evaluation.SPLITS``.
+Definitions follow metrics.md (population MIAs of Unlearn-Sparse/SalUn, SSD, the NeurIPS'23 kit and
+LRA-NPP's Fr/Fs; SalUn's Avg. Gap; Bad Teacher's JS distances and ZRF; U-LiRA of Hayes et al. 2024; the
+challenge's forgetting quality of Triantafillou et al. 2024). Keys are listed in ``metrics.METRIC_INFO``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from unlearn_bench import metrics as M
+
+
+def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([logits["forget_test"], logits["retain_test"]]),
+            np.concatenate([labels["forget_test"], labels["retain_test"]]))
+
+
+def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int = 0, prefix: str = "") -> dict:
+    """The population attacks, each fit on this model's own outputs (Fr: on the original's, per LRA-NPP).
+
+    ``mia/svc_confidence``: members = a seeded sample of D_r of size |retain-class test|, non-members = the
+    retain-class test samples (the forgotten class removed from D_t, as Sparse/SalUn do); score on D_f.
+    ``mia/entropy_member_rate``: D_r vs retain-class test, share of D_f called member.
+    ``mia/loss_cv_acc``: loss of D_f vs forget-class test, 10-split CV accuracy; ``mia/fs`` = |0.5 - it|
+    (the same 10-split attack LRA-NPP's Fs uses, so it is computed once).
+    """
+    ft, fte, rt, rte = "forget_train", "forget_test", "retain_train", "retain_test"
+    out = {}
+    if len(labels[ft]) == 0 or len(labels[rte]) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    n = min(len(labels[rte]), len(labels[rt]))
+    pick = np.sort(rng.choice(len(labels[rt]), size=n, replace=False))  # a random, not the first, |D_t| of D_r
+    out["mia/svc_confidence"] = M.svc_confidence_mia(logits[rt][pick], labels[rt][pick], logits[rte], labels[rte],
+                                                     logits[ft], labels[ft], seed=seed)
+    out["mia/entropy_member_rate"] = M.entropy_member_rate(logits[rt], logits[rte], logits[ft], seed=seed)
+    if len(labels[fte]) >= 5:  # a 10-split CV with test_size 0.3 needs a few samples per side
+        lf = M.cross_entropy_per_sample(logits[ft], labels[ft])
+        lt = M.cross_entropy_per_sample(logits[fte], labels[fte])
+        acc = M.loss_cv_mia(lf, lt, n_splits=10, seed=seed)
+        out["mia/loss_cv_acc"], out["mia/fs"] = acc, abs(0.5 - acc)
+        out["mia/fr"] = M.lra_fr(M.softmax(original_logits[ft]), M.softmax(original_logits[fte]),
+                                 M.softmax(logits[ft]), seed=seed)
+    return {prefix + k: v for k, v in out.items()}
+
+
+def attack_rocs(logits: dict, labels: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Member / non-member scores (D_f vs forget-class test, higher = member) of the threshold attacks."""
+    ft, fte = "forget_train", "forget_test"
+    if len(labels[ft]) == 0 or len(labels[fte]) == 0:
+        return {}
+    pf, pt = M.softmax(logits[ft]), M.softmax(logits[fte])
+    return {
+        "loss": (-M.cross_entropy_per_sample(logits[ft], labels[ft]),
+                 -M.cross_entropy_per_sample(logits[fte], labels[fte])),
+        "confidence": (M.true_class_confidence(logits[ft], labels[ft]),
+                       M.true_class_confidence(logits[fte], labels[fte])),
+        "entropy": (-M.entropy(pf), -M.entropy(pt)),
+    }
+
+
+def strongest_roc(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """ROC points of every attack in ``scores``, with a column marking the strongest (max |AUC - 0.5|)."""
+    frames, best, best_gap = [], None, -1.0
+    for name, (m, nm) in scores.items():
+        fpr, tpr, _ = M.roc_curve_points(m, nm)
+        auc = M.roc_summary(m, nm)["auc"]
+        frames.append(pd.DataFrame({"attack": name, "fpr": fpr, "tpr": tpr, "auc": auc}))
+        if abs(auc - 0.5) > best_gap:
+            best, best_gap = name, abs(auc - 0.5)
+    if not frames:
+        return pd.DataFrame(columns=["attack", "fpr", "tpr", "auc", "strongest"])
+    df = pd.concat(frames, ignore_index=True)
+    df["strongest"] = df["attack"] == best
+    return df
+
+
+def per_class(models: dict[str, dict], labels: dict, num_classes: int) -> pd.DataFrame:
+    """Per-class top-1 accuracy on the train split (D_f + D_r) and the test split, one column per model."""
+    cols = {"class": np.arange(num_classes)}
+    for part, splits in (("train", ("forget_train", "retain_train")), ("test", ("forget_test", "retain_test"))):
+        y = np.concatenate([labels[s] for s in splits])
+        cols[f"n_{part}"] = np.bincount(y, minlength=num_classes)
+        for name, logits in models.items():
+            z = np.concatenate([logits[s] for s in splits])
+            cols[f"{name}_{part}"] = M.per_class_accuracy(z, y, num_classes)
+    return pd.DataFrame(cols)
+
+
+def oracle_distances(logits: dict, retrain_logits: dict, labels: dict, mia: dict, retrain_mia: dict) -> dict:
+    """Distances to the retrained model: SalUn's Avg. Gap over UA, RA, TA, MIA-Efficacy (all in [0, 1]) and
+    the mean JS divergence of the softmax outputs on D_f and on the whole test split."""
+    def salun(lg, m):
+        return {"ua": 1.0 - M.accuracy(lg["forget_train"], labels["forget_train"]),
+                "ra": M.accuracy(lg["retain_train"], labels["retain_train"]),
+                "ta": M.accuracy(lg["retain_test"], labels["retain_test"]),
+                "mia_efficacy": m.get("mia/svc_confidence", float("nan"))}
+    test_u, _ = _test(logits, labels)
+    test_r, _ = _test(retrain_logits, labels)
+    return {"gap/avg_to_retrain": M.avg_gap(salun(logits, mia), salun(retrain_logits, retrain_mia)),
+            "dist/js_forget": M.js_divergence(logits["forget_train"], retrain_logits["forget_train"]),
+            "dist/js_test": M.js_divergence(test_u, test_r)}
+
+
+def ulira_metrics(target_u: np.ndarray, target_r: np.ndarray, in_scores: np.ndarray, out_scores: np.ndarray,
+                  fix_variance: bool = True) -> dict:
+    """U-LiRA on D_f: per-example Gaussians over K unlearned (in) and K retrained (out) shadows' phi; the
+    targets are this run's unlearned model (positive) and its retrain oracle (negative)."""
+    targets = np.stack([target_u, target_r])
+    r = M.ulira(targets, in_scores, out_scores, np.array([[True], [False]]), fix_variance=fix_variance)
+    return {"mia/ulira_auc": r["auc"], "mia/ulira_bal_acc": r["bal_acc"], "mia/ulira_tpr_at_1fpr": r["tpr_at_1fpr"]}
+
+
+def fq_metrics(unlearned_phi: np.ndarray, retrain_phi: np.ndarray, acc_u: dict, acc_r: dict) -> dict:
+    """Forgetting quality F over (N, n_f) phi matrices and the challenge's final score, whose RA/TA ratios use
+    the mean retain-train / retain-test accuracies of the N unlearned and N retrained models."""
+    f = M.forgetting_quality(unlearned_phi, retrain_phi)
+    return {"fq/forgetting_quality": f,
+            "fq/score": M.final_score(f, acc_u["ra"], acc_r["ra"], acc_u["ta"], acc_r["ta"])}

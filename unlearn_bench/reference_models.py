@@ -1,0 +1,116 @@
+"""Reference models for eval=full: U-LiRA shadows and the forgetting-quality ensembles.
+
+Everything that does not depend on the method under test (shadow originals, shadow retrains, the N
+retrains) is trained through ``ModelCache`` with a spec that omits the method, so a sweep trains each once
+and every method reuses it. Only the unlearning of shadows / of the original (the method itself) reruns.
+
+- U-LiRA (Hayes et al. 2024, "Inexact unlearning needs more careful evaluations"): K shadow originals, each
+  trained on D_f plus a random half of D_r, unlearned with a fresh instance of the configured method ("in");
+  K shadows retrained on the same half of D_r without D_f ("out"). For class forgetting every shadow's forget
+  set is the whole class, so each example has K observations per side. The halves give the shadows the
+  spread LiRA needs.
+- Forgetting quality (Triantafillou et al. 2024): the method run N times from the one original model (seeds
+  differ) and N retrains on D_r with different initialisations and batch orders (run 0 is the oracle itself).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+
+from unlearn_bench import evaluation
+from unlearn_bench import metrics as M
+from unlearn_bench.errors import Diverged
+from unlearn_bench.methods.base import UnlearnData
+from unlearn_bench.training import check_finite
+
+log = logging.getLogger("unlearn_bench")
+SHADOW_SEED_OFFSET = 2_000_003
+FQ_SEED_OFFSET = 3_000_017
+
+
+class ReferenceModels:
+    def __init__(self, ctx, logger):
+        self.ctx, self.logger = ctx, logger
+        self.forget = ctx.subsets["forget_train"]
+
+    def _train(self, kind: str, spec: dict, idx: np.ndarray, init_seed: int, shuffle_seed: int):
+        ctx = self.ctx
+        subset = ctx.subset(ctx.train_x, ctx.train_y, idx)
+        model, _, _ = ctx.cache.get_or_train(kind, spec, lambda: ctx.build_model(init_seed),
+                                             ctx._trainer(subset, kind, self.logger, shuffle_seed))
+        return model.to(ctx.device).eval()
+
+    def _unlearn(self, original, retain_idx, oracle, seed: int):
+        """A fresh instance of the configured method on a copy of ``original``; None if it diverges."""
+        ctx = self.ctx
+        method = instantiate(ctx.cfg.method)
+        data = UnlearnData(
+            regime=method.regime, method=ctx.method_label, num_classes=ctx.data.num_classes,
+            forget_classes=ctx.split.forget_classes, device=ctx.device, seed=seed, recipe=ctx.cfg.train,
+            _sets={"retain": ctx.subset(ctx.train_x, ctx.train_y, retain_idx), "forget": self.forget,
+                   "unseen": ctx.subsets["unseen"]},
+            _unseen_retain=ctx.unseen_retain if method.needs_unseen_retain else None,
+            _oracle=lambda: (oracle, {}), logger=False, progress=False)
+        torch.manual_seed(seed)
+        try:
+            model = method.unlearn(copy.deepcopy(original), data)
+            check_finite(model)
+        except Diverged as e:
+            log.warning("reference unlearning run diverged (%s); its metric is skipped", e)
+            return None
+        return model
+
+    def phi(self, model) -> np.ndarray:
+        """LiRA's logit-scaled confidence on D_f."""
+        return M.logit_scaled_confidence(evaluation.predict_logits(model, self.forget), self.forget.y.cpu().numpy())
+
+    def shadows(self, k: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(in, out) phi matrices, shape (k, |D_f|)."""
+        ctx, s = self.ctx, self.ctx.split
+        base = {**ctx._spec(), "forget_classes": s.forget_classes}
+        retain = np.asarray(s.retain_train)
+        ins, outs = [], []
+        for i in range(k):
+            rng = np.random.default_rng([seed, i, 17])  # the half depends only on (seed, i): cache-stable
+            half = np.sort(rng.choice(retain, size=len(retain) // 2, replace=False))
+            init = int(ctx.cfg.seed) + SHADOW_SEED_OFFSET + 7919 * i
+            orig = self._train("shadow_original", {**base, "shadow": i, "half_seed": seed},
+                               np.concatenate([np.asarray(s.forget_train), half]), init, init)
+            out = self._train("shadow_retrain", {**base, "shadow": i, "half_seed": seed}, half, init + 1, init)
+            unl = self._unlearn(orig, half, out, seed=int(ctx.cfg.seed) + i)
+            if unl is None:
+                return None
+            ins.append(self.phi(unl))
+            outs.append(self.phi(out))
+        return np.stack(ins), np.stack(outs)
+
+    def fq_ensembles(self, n: int, original, retrain) -> dict | None:
+        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, with their mean RA and TA."""
+        ctx, s = self.ctx, self.ctx.split
+        base = {**ctx._spec(), "forget_classes": s.forget_classes}
+        subsets = {k: ctx.subsets[k] for k in ("retain_train", "retain_test")}
+        runs = {"u": [], "r": []}
+        for i in range(n):
+            unl = self._unlearn(original, s.retain_train, retrain, seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
+            if unl is None:
+                return None
+            if i == 0:
+                ret = retrain
+            else:
+                init = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i
+                ret = self._train("fq_retrain", {**base, "fq_run": i}, np.asarray(s.retain_train), init, init)
+            for side, model in (("u", unl), ("r", ret)):
+                lg = evaluation.collect(model, subsets, ctx.cfg.eval.batch_size)
+                runs[side].append((self.phi(model),
+                                   evaluation.accuracy(lg["retain_train"], subsets["retain_train"].y.cpu().numpy()),
+                                   evaluation.accuracy(lg["retain_test"], subsets["retain_test"].y.cpu().numpy())))
+        out = {}
+        for side, rows in runs.items():
+            out[side] = np.stack([r[0] for r in rows])
+            out[f"acc_{side}"] = {"ra": float(np.mean([r[1] for r in rows])), "ta": float(np.mean([r[2] for r in rows]))}
+        return out
