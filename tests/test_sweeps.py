@@ -1,0 +1,124 @@
+"""Sweeps through the real CLI: a 2-method x 2-seed multirun on digits gives 4 run directories and a report
+with Original (and Retrain) rows; relaunching it reruns nothing; the joblib launcher runs the same sweep in parallel (slow tier).
+Launcher and Optuna sweeper configs compose; submitit's local executor and an Optuna study run for real."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from unlearn_bench.config import compose
+from unlearn_bench.report import write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(Path(sys.executable).with_name("unlearn-bench"))
+METHODS = {p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")}
+SWEEPERS = sorted(p.stem for p in (ROOT / "conf" / "hydra" / "sweeper").glob("optuna_*.yaml"))
+QUICK = ["data=digits", "model=mlp", "train.epochs=3", "progress=false"]  # 3 epochs: the CLI's cost, not accuracy
+
+
+def _cli(args, tmp_path, cache_dir, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    r = subprocess.run([CLI, *args, f"runs_dir={tmp_path}", f"cache_dir={cache_dir}"], capture_output=True,
+                       text=True, timeout=timeout, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _mtimes(root: Path) -> dict:
+    return {p: p.stat().st_mtime_ns for p in root.rglob("metrics.json")}
+
+
+@pytest.fixture(scope="module")
+def methods():
+    second = "retrain" if "retrain" in METHODS else "lra_npp" if "lra_npp" in METHODS else None
+    if second is None:
+        pytest.skip("needs a second method besides none")
+    return ["none", second]
+
+
+def test_multirun_report_and_resume(tmp_path, cache_dir, methods):
+    args = ["-m", *QUICK, f"method={','.join(methods)}", "seed=0,1", "name=sweep"]
+    _cli(args, tmp_path, cache_dir)
+    runs = sorted(p.parent.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json"))
+    assert [str(r) for r in runs] == [f"sweep/digits-mlp/{m}/forget0-seed{s}" for m in sorted(methods) for s in (0, 1)]
+
+    md = write_report(tmp_path / "sweep")
+    table = pd.read_csv(tmp_path / "sweep" / "results.csv")
+    expected = ["Original", "retrain", "none"] if "retrain" in methods else ["Original", *methods]
+    assert table["method"].tolist() == expected and (table["n"] == 2).all()
+    assert "Original" in md and (tmp_path / "sweep" / "report.md").exists()
+    assert (tmp_path / "sweep" / "pareto-digits-mlp.png").stat().st_size > 1000
+
+    before = _mtimes(tmp_path)
+    _cli(args, tmp_path, cache_dir)  # the same command again: every run is complete
+    assert _mtimes(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_in_parallel_and_resumes(tmp_path, cache_dir, methods):
+    # two runs at once also exercise the model cache's file lock; each worker imports torch (slow on 2 cores)
+    args = ["-m", *QUICK, f"method={','.join(methods)}", "seed=0,1", "name=par", "hydra/launcher=local"]
+    _cli(args, tmp_path, cache_dir)
+    before = _mtimes(tmp_path)
+    assert len(before) == 4
+    _cli(args, tmp_path, cache_dir)
+    assert _mtimes(tmp_path) == before
+
+
+@pytest.mark.parametrize("launcher, target", [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
+                                              ("slurm_local", "LocalLauncher"), ("ray_cluster", "RayLauncher")])
+def test_launcher_configs_compose(launcher, target):
+    plugin = {"ray_cluster": "hydra_plugins.hydra_ray_launcher", "local": "hydra_plugins.hydra_joblib_launcher"}
+    pytest.importorskip(plugin.get(launcher, "hydra_plugins.hydra_submitit_launcher"))
+    cfg = compose([f"hydra/launcher={launcher}"])
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.timeout_min > 0 and cfg.hydra.launcher.gpus_per_node == 1
+
+
+@pytest.mark.parametrize("sweeper", SWEEPERS)
+def test_optuna_search_spaces_name_real_keys(sweeper):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    method = sweeper.removeprefix("optuna_")
+    if method == "fair":
+        cfg = compose([f"hydra/sweeper={sweeper}"])
+        assert cfg.hydra.sweeper.sampler.seed == 0 and cfg.hydra.sweeper.n_trials > 0
+        return
+    if method not in METHODS:
+        pytest.skip(f"method {method} has no config yet")
+    cfg = compose([f"hydra/sweeper={sweeper}", f"method={method}", "experiment=tune"])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert params, sweeper
+    for key in params:
+        assert key.startswith("method.") and key.split(".", 1)[1] in cfg.method, f"{sweeper}: {key}"
+    # fairness: the budget and sampler come from optuna_fair alone
+    fair = compose(["hydra/sweeper=optuna_fair"]).hydra.sweeper
+    assert cfg.hydra.sweeper.n_trials == fair.n_trials and cfg.hydra.sweeper.sampler == fair.sampler
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs(tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    _cli(["-m", *QUICK, "method=none", "seed=0", "name=sub", "hydra/launcher=slurm_local"], tmp_path, cache_dir)
+    assert len(list((tmp_path / "sub").rglob("metrics.json"))) == 1
+    assert list((tmp_path / "sub" / ".submitit").iterdir())  # it went through submitit's job folders
+
+
+@pytest.mark.slow
+def test_optuna_tune_minimises_the_gap(tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    if "finetune" not in METHODS:
+        pytest.skip("needs the finetune method")
+    _cli(["-m", *QUICK, "experiment=tune", "method=finetune",
+          "hydra/sweeper=optuna_finetune", "hydra.sweeper.n_trials=2", "method.epochs=1"], tmp_path, cache_dir,
+         timeout=600)
+    gaps = [yaml.safe_load(p.read_text())["gap/avg_to_retrain"] for p in (tmp_path / "tune").rglob("metrics.json")]
+    assert len(gaps) == 2
+    best = yaml.safe_load((tmp_path / "tune" / "optimization_results.yaml").read_text())["best_value"]
+    assert best == pytest.approx(min(gaps))  # the sweeper saw metrics.json's gap, not the CLI's return value
