@@ -1,7 +1,13 @@
-"""``unlearn-bench``: the Hydra entry point around ``pipeline.run``."""
+"""``unlearn-bench``: the Hydra entry point around ``pipeline.run``.
+
+Before Hydra starts, ``preflight`` composes the command line once with Hydra's compose API: an unknown
+group option, a misspelled key or a malformed override then ends in one ``error: ...`` line (exit 2)
+instead of Hydra's multi-line report. Valid command lines go to Hydra unchanged.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import sys
 from pathlib import Path
@@ -9,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_bench.errors import UnlearnBenchError
+from unlearn_bench.errors import ConfigError, UnlearnBenchError
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("unlearn_bench")
@@ -23,13 +29,103 @@ def _join(classes) -> str:
 OmegaConf.register_new_resolver("ub_join", _join, replace=True)
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def _keys(node, prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config (interpolations left unresolved)."""
+    out = []
+    for k in node.keys() if OmegaConf.is_dict(node) else []:
+        key = f"{prefix}{k}"
+        out.append(key)
+        child = node._get_node(k)
+        if OmegaConf.is_dict(child):
+            out += _keys(child, key + ".")
+    return out
+
+
+def _first_values(overrides) -> list[str]:
+    """The command line with every sweep replaced by its first value (what the first job composes)."""
+    out = []
+    for o in overrides:
+        if o.is_sweep_override():
+            try:
+                first = next(iter(o.sweep_string_iterator()))
+            except Exception:  # glob/interval sweeps need the sweeper: leave them to Hydra
+                continue
+            out.append(f"{o.get_key_element()}={first}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def preflight(args: list[str], config_name: str = "config", multirun: bool = False) -> None:
+    """Raise ``ConfigError`` (one line) if Hydra could not compose ``args``; a valid line passes silently."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except OverrideParseException as e:
+        raise ConfigError(f"cannot parse the override ({_one_line(e)}); fix: write key=value, "
+                          f"quote values with spaces or brackets") from e
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for o in overrides:
+            options = loader.get_group_options(o.key_or_group) if not o.is_delete() else []
+            if not options:
+                continue
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+            bad = [v for v in values if v is not None and str(v) not in options and str(v) != "null"]
+            if bad:
+                raise ConfigError(f"{o.key_or_group}={bad[0]} is not an option of group {o.key_or_group}; "
+                                  f"fix: use one of {', '.join(options)}")
+        sweeps = [o.input_line for o in overrides if o.is_sweep_override()]
+        if sweeps and not multirun:
+            raise ConfigError(f"{sweeps[0]} is a sweep but this is a single run; fix: add -m to sweep, or "
+                              f"write a list as key=[a,b]")
+        line = _first_values(overrides)
+        try:
+            compose(config_name, overrides=line, return_hydra_config=True)
+        except HydraException as e:
+            raise ConfigError(_explain(e, overrides, compose, config_name)) from e
+
+
+def _explain(e: Exception, overrides, compose, config_name: str) -> str:
+    """One line for a composition error; a misspelled key gets the closest valid key."""
+    text = str(e)
+    for o in overrides:
+        key = o.key_or_group
+        if text.startswith(f"Could not override '{key}'"):
+            groups = [x.input_line for x in overrides if "/" not in x.key_or_group and "." not in x.key_or_group
+                      and not x.is_sweep_override() and x is not o]
+            try:
+                known = _keys(compose(config_name, overrides=groups, return_hydra_config=True))
+            except Exception:
+                known = _keys(compose(config_name, overrides=[], return_hydra_config=True))
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}=...? To add a new key write +{key}=..." if close else \
+                f"to add a new key write +{key}=..."
+            return f"unknown config key '{key}'; fix: {hint}"
+        if text.startswith("Could not append to config") and f"'{key}'" in text:
+            return f"+{key} adds a key that already exists; fix: write {key}=... to change it"
+    return f"the command line does not compose ({_one_line(text, 200)}); fix: correct that override"
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> float | None:
     from unlearn_bench.pipeline import run
+    from unlearn_bench.validate import validate_config
     try:
+        # the pipeline builds its own context; validating here as well makes every config problem one line
+        # even where the pipeline builds something before it validates (see docs/errors.md)
+        validate_config(cfg)
         result = run(cfg)
     except UnlearnBenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e, 1000)}", file=sys.stderr)
         sys.exit(2)
     acc = result.get("acc/forget_train")
     log.info("%s: %s", result.get("method"), {k: round(v, 4) for k, v in result.items()
@@ -38,6 +134,16 @@ def _app(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    from hydra._internal.utils import get_args_parser  # the parser @hydra.main itself uses
+    args, _ = get_args_parser().parse_known_args()
+    special = args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or \
+        args.config_path or args.config_dir or args.experimental_rerun
+    if not special:
+        try:
+            preflight(list(args.overrides), args.config_name or "config", bool(args.multirun))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     _app()
 
 

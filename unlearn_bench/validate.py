@@ -1,11 +1,27 @@
 """Checks run before any training starts. Each failure is a ``ConfigError`` whose message is one line:
-what is wrong, then how to fix it."""
+what is wrong, then how to fix it.
+
+``validate_config(cfg)`` is the whole path: ``check_config`` (types and ranges; nothing built), then the
+run's context (data loaded, split made, model and method instantiated; nothing trained), then
+``validate_run`` (checks that need the data and the model, including the method's own ``validate``).
+"""
 
 from __future__ import annotations
 
-import torch
+import math
+import re
 
-from unlearn_bench.errors import ConfigError
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from unlearn_bench.errors import ConfigError, UnlearnBenchError
+
+MAX_SEED = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one, silently
+DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
+# hyperparameters whose names say they must be positive: lr, unlearn_lr, epochs, max_steps, forget_batch_size
+POSITIVE = re.compile(r"(.*_)?(lr|epochs|steps|batch_size)")
+INTEGRAL = ("epochs", "steps", "batch_size")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -13,14 +29,100 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _line(e: BaseException, limit: int = 200) -> str:
+    return " ".join(str(e).split())[:limit]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(value, key: str, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int in ``low..high``, else a one-line ConfigError naming ``key``."""
+    span = f">= {low}" if high is None else f"in {low}..{high}"
+    _check(_is_int(value), f"{key}={value!r} is not an integer; fix: set {key} to an integer {span}")
+    _check(value >= low and (high is None or value <= high), f"{key}={value} must be {span}; fix: set {key} "
+                                                              f"to an integer {span}")
+    return value
+
+
+def positive(value, key: str) -> float:
+    _check(_is_number(value) and value > 0, f"{key}={value!r} must be a positive number; fix: set e.g. "
+                                            f"{key}=0.001")
+    return float(value)
+
+
+def _plain(cfg) -> dict:
+    """The run configuration, resolved (an unresolvable interpolation is a config error, not a crash)."""
+    try:
+        return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+                for k in cfg if k != "hydra"}
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"the configuration does not resolve ({_line(e)}); fix: correct that "
+                          f"interpolation or override") from e
+
+
 def validate_recipe(train) -> None:
-    _check(int(train.epochs) >= 1, f"train.epochs={train.epochs} must be >= 1; fix: set train.epochs=1 or more")
-    _check(int(train.batch_size) >= 1,
-           f"train.batch_size={train.batch_size} must be >= 1; fix: set a positive batch size")
-    lr = train.optimizer.get("lr")
-    _check(lr is None or float(lr) > 0, f"train.optimizer.lr={lr} must be > 0; fix: set a positive learning rate")
-    _check(0 <= float(train.label_smoothing) < 1, "train.label_smoothing must be in [0, 1); fix: e.g. 0.1")
-    _check(train.schedule in ("none", "cosine"), f"train.schedule={train.schedule!r} is not one of none, cosine")
+    integer(train["epochs"], "train.epochs")
+    integer(train["batch_size"], "train.batch_size")
+    optimizer = train["optimizer"]
+    _check(isinstance(optimizer, dict) or OmegaConf.is_dict(optimizer),
+           f"train.optimizer={optimizer!r} is not an optimizer node; fix: pick train=adam or train=sgd")
+    lr = optimizer.get("lr")
+    _check(lr is None or (_is_number(lr) and lr > 0),
+           f"train.optimizer.lr={lr!r} must be > 0; fix: set a positive learning rate, e.g. 0.001")
+    ls = train["label_smoothing"]
+    _check(_is_number(ls) and 0 <= ls < 1,
+           f"train.label_smoothing={ls!r} must be in [0, 1); fix: e.g. train.label_smoothing=0.1")
+    _check(train["schedule"] in ("none", "cosine"),
+           f"train.schedule={train['schedule']!r} is not one of none, cosine; fix: set train.schedule=none")
+    _check(isinstance(train.get("augment", False), bool),
+           f"train.augment={train.get('augment')!r} is not true/false; fix: set train.augment=false")
+
+
+def check_method_hyperparameters(method: dict, prefix: str = "method") -> None:
+    """Every hyperparameter named like lr / epochs / steps / batch_size (also with a prefix such as
+    ``forget_batch_size``) is positive, and integral where it counts something; null means 'derived'."""
+    for k, v in method.items():
+        key = f"{prefix}.{k}"
+        if isinstance(v, dict):
+            check_method_hyperparameters(v, key)
+            continue
+        if k.startswith("_") or v is None or not POSITIVE.fullmatch(str(k)):
+            continue
+        if str(k).endswith(INTEGRAL):
+            integer(v, key)
+        else:
+            positive(v, key)
+
+
+def check_config(cfg) -> None:
+    """The generic checks that need nothing built: seed, device, forget set, recipe, eval, method."""
+    c = _plain(cfg)
+    integer(c["seed"], "seed", 0, MAX_SEED)
+    device = c["device"]
+    _check(isinstance(device, str) and DEVICE.fullmatch(device) is not None,
+           f"device={device!r} is not auto, cpu, cuda or cuda:N; fix: set device=auto")
+    _check(not device.startswith("cuda") or torch.cuda.is_available(),
+           f"device={device} but no CUDA device is visible; fix: set device=auto or device=cpu")
+    classes = c["forget"]["classes"]
+    _check(isinstance(classes, list), f"forget.classes={classes!r} is not a list; fix: write forget.classes=[3]")
+    _check(len(classes) > 0, "forget.classes is empty; fix: name at least one class, e.g. forget.classes=[3]")
+    bad = [x for x in classes if not _is_int(x)]
+    if bad:
+        raise ConfigError(f"forget.classes holds {bad[0]!r}, not a class index; fix: write integer class "
+                          f"indices, e.g. forget.classes=[3]")
+    unseen = c["forget"]["unseen"]
+    _check(unseen["source"] in ("holdout", "test"),
+           f"forget.unseen.source={unseen['source']!r} is not holdout or test; fix: set forget.unseen.source=holdout")
+    integer(unseen["per_class"], "forget.unseen.per_class")
+    validate_recipe(c["train"])
+    integer(c["eval"]["batch_size"], "eval.batch_size")
+    check_method_hyperparameters(c["method"])
 
 
 def validate_run(ctx) -> None:
@@ -28,7 +130,7 @@ def validate_run(ctx) -> None:
     k = data.num_classes
     classes = list(cfg.forget.classes)
     _check(len(classes) > 0, "forget.classes is empty; fix: name at least one class, e.g. forget.classes=[3]")
-    bad = [c for c in classes if not isinstance(c, int) or not 0 <= c < k]
+    bad = [c for c in classes if not _is_int(c) or not 0 <= c < k]
     _check(not bad, f"forget class(es) {bad} out of range for {data.name} (classes 0..{k - 1}); "
                     f"fix: pick forget.classes within 0..{k - 1}")
     _check(len(set(classes)) < k, f"forget.classes covers all {k} classes; fix: leave at least one class to retain")
@@ -39,17 +141,44 @@ def validate_run(ctx) -> None:
     _check(1 <= per_class <= limit,
            f"forget.unseen.per_class={per_class} is outside 1..{limit} (half the smallest class of the "
            f"{cfg.forget.unseen.source} split of {data.name}); fix: set forget.unseen.per_class<={limit}")
+    _check(len(split.forget_train) > 0, f"no training image of class(es) {classes} in {data.name}; fix: pick "
+                                        f"forget classes present in the training split")
     validate_recipe(cfg.train)
-    try:
+    label = ctx.labels.get("model", "?")
+    try:  # building checks model.* values, the forward pass checks the input shape
         model = ctx.build_model(int(cfg.seed)).eval()
         with torch.no_grad():
             out = model(torch.zeros(2, *data.in_shape))
-    except (RuntimeError, ValueError) as e:
-        first = str(e).splitlines()[0][:160]
-        raise ConfigError(f"model {ctx.labels.get('model', '?')} does not fit {data.name} images "
-                          f"{tuple(data.in_shape)} ({first}); fix: choose a model for this input size") from e
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise ConfigError(f"model {label} does not fit {data.name} images {tuple(data.in_shape)} "
+                          f"({_line(e, 160)}); fix: choose a model for this input size or correct the "
+                          f"model.* overrides") from e
     _check(tuple(out.shape) == (2, k), f"model outputs {tuple(out.shape[1:])} logits but {data.name} has {k} "
                                        f"classes; fix: do not override the model's num_classes")
     ctx.method.validate(model, {"num_classes": k, "forget_classes": split.forget_classes,
                                 "unseen_size": len(split.unseen_of(split.forget_classes)),
                                 "in_shape": data.in_shape})
+
+
+def build_context(cfg):
+    """The run's context (data, split, model factory, method), with construction failures that come from
+    the configuration (a bad argument to a ``_target_``, a value sklearn rejects) as one-line errors."""
+    from hydra.errors import InstantiationException
+
+    from unlearn_bench.pipeline import Context  # the pipeline imports this module
+
+    try:
+        return Context(cfg)
+    except UnlearnBenchError:
+        raise
+    except (InstantiationException, ValueError, TypeError) as e:
+        raise ConfigError(f"the configuration cannot be built ({type(e).__name__}: {_line(e)}); fix: correct "
+                          f"the override of the node named there") from e
+
+
+def validate_config(cfg):
+    """Every check that runs before a run writes a file or trains; returns the validated context."""
+    check_config(cfg)
+    ctx = build_context(cfg)
+    validate_run(ctx)
+    return ctx
