@@ -118,7 +118,8 @@ def test_optuna_tune_minimises_the_gap(tmp_path, cache_dir):
     _cli(["-m", *QUICK, "experiment=tune", "method=finetune",
           "hydra/sweeper=optuna_finetune", "hydra.sweeper.n_trials=2", "method.epochs=1"], tmp_path, cache_dir,
          timeout=600)
-    gaps = [yaml.safe_load(p.read_text())["gap/avg_to_retrain"] for p in (tmp_path / "tune").rglob("metrics.json")]
+    study = tmp_path / "tune" / "digits-mlp" / "finetune"  # one folder per method's study
+    gaps = [yaml.safe_load(p.read_text())["gap/avg_to_retrain"] for p in study.rglob("metrics.json")]
     assert len(gaps) == 2
-    best = yaml.safe_load((tmp_path / "tune" / "optimization_results.yaml").read_text())["best_value"]
+    best = yaml.safe_load((study / "optimization_results.yaml").read_text())["best_value"]
     assert best == pytest.approx(min(gaps))  # the sweeper saw metrics.json's gap, not the CLI's return value
