@@ -8,7 +8,6 @@ forget-vs-retain Pareto figure per data x model (``figures.py``)."""
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -167,8 +166,8 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = df[df["status"] != "ok"]
     lines = [f"# {title}", "",
-             f"{len(df)} runs ({len(failed)} failed); cells are mean ± std over runs, n = runs per row. "
-             f"Commits: {_commits(df)}.", ""]
+             (f"{len(df)} runs ({len(failed)} failed); cells are mean ± std over runs, n = runs per row. "
+              f"Commits: {_commits(df)}."), ""]
     for (data, model), g in df.groupby(["data", "model"], sort=True):
         lines += [f"## {data} / {model}", "", summarize(g, columns, by, rename).to_markdown(index=False), ""]
         ok = g[g["status"] == "ok"]
@@ -177,17 +176,17 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
             runs = pd.concat([_original_rows(ok), ok], ignore_index=True)
             label = runs["method"].astype(str)
             for c in by or []:
-                if c in runs.columns:
-                    label = label + runs[c].map(lambda v: "" if v in ("", None) or (isinstance(v, float) and math.isnan(v))
-                                                else f" {c.removeprefix('cfg/method.')}={v}")
+                if c in runs.columns:  # "lra_npp h=40": one marker per variant; Original has none
+                    short = c.removeprefix("cfg/method.")
+                    label = label + runs[c].map(lambda v, k=short: "" if pd.isna(v) or v == "" else f" {k}={v}")
             name = f"pareto-{data}-{model}.png"
             figs.pareto(runs.assign(_label=label), out_dir / name, label="_label", title=f"{data} / {model}")
             lines += [f"![forget vs retain, {data} / {model}]({name})", ""]
     comp = stats.compare_to_reference(df, STATS_METRICS, reference=reference, by=by)
     if not comp.empty:
         lines += [f"## Paired comparison with {reference}", "",
-                  "Difference method − reference over runs matched on data, model, forget set and seed; "
-                  "bootstrap 95% CI of the mean difference; paired t-test and Wilcoxon signed-rank p.", "",
+                  ("Difference method − reference over runs matched on data, model, forget set and seed; "
+                   "bootstrap 95% CI of the mean difference; paired t-test and Wilcoxon signed-rank p."), "",
                   stats.format_comparison(comp).to_markdown(index=False), ""]
     if not failed.empty:
         lines += ["## Failed runs", ""] + [f"- `{r.get('run_dir', '')}`: {r.get('reason', '')}"

@@ -5,11 +5,16 @@ Usage: python experiments/baseline_comparison/analyze.py [RUNS_DIR] [--out DIR]"
 
 import sys
 
-import pandas as pd
-
 from unlearn_bench import figures
-from unlearn_bench.report import (DEFAULT_COLUMNS, PAPER_COLUMNS, _order, experiment_cli, markdown_report,
-                                  summarize, write_table)
+from unlearn_bench.report import (
+    DEFAULT_COLUMNS,
+    PAPER_COLUMNS,
+    _order,
+    experiment_cli,
+    markdown_report,
+    summarize,
+    write_table,
+)
 
 
 def main(argv=None):
