@@ -121,6 +121,28 @@ def test_conv_layer_paths_are_filter_and_outgoing_channel():
         resolve_layers(model, ["fc1"])  # its inputs are flattened conv features, not units of one layer
 
 
+def test_layer_wise_edit_is_the_union_of_reported_paths(digits):
+    """Conv channels and classifier units edited together: exactly the selected units' paths change."""
+    ctx, _ = digits
+    torch.manual_seed(0)
+    model = cnn_paper((1, 8, 8), 10, hidden=64).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    method = LRANPP(n=10, k=8, h=12, layers=["head", "features.2"])
+    method.validate(model, INFO)
+    out = method.unlearn(model, zero_shot(ctx))
+    heads, convs = method.report["layers"]
+    assert (heads["h"], convs["h"]) == (12, 6)  # H scales with width: 12 of 64 units, 6 of 32 channels
+    want = {}
+    for layer, rep in zip(resolve_layers(out, ["head", "features.2"]), (heads, convs)):
+        for k, m in path_masks(out, layer, torch.tensor(rep["units"]), "auto", [FORGET]).items():
+            want[k] = want[k] | m if k in want else m
+    got = changed(before, out.state_dict())
+    assert set(got) == set(want) == {"fc1.weight", "fc1.bias", "head.weight", "features.0.weight",
+                                     "features.0.bias", "features.2.weight"}
+    for k, mask in want.items():
+        assert torch.equal(got[k], mask), k
+
+
 def test_noise_ops_edit_the_same_weights_as_zero(digits):
     ctx, model = digits
     before = model.state_dict()
