@@ -72,9 +72,19 @@ class ModelCache:
             return None
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise CacheError(f"cache entry {pt} holds pickled objects and was refused ({e}); fix: delete it") from e
-        model.load_state_dict(state)
+        except pickle.UnpicklingError as e:  # weights_only refuses anything but tensors and plain containers
+            first = " ".join(str(e).split())[:160]
+            raise CacheError(f"cache entry {pt} holds pickled objects and was refused ({first}); "
+                             f"fix: delete it") from e
+        except (RuntimeError, EOFError, OSError) as e:  # an unreadable archive whose meta was rewritten
+            log.warning("cache %s/%s: unreadable checkpoint (%s); rebuilding", kind, key, e)
+            return None
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:  # the architecture changed under the same spec
+            log.warning("cache %s/%s: weights do not fit the model (%s); rebuilding", kind, key,
+                        str(e).splitlines()[0])
+            return None
         return meta
 
     def get_or_train(self, kind: str, spec: dict, build: Callable[[], nn.Module],
@@ -88,11 +98,14 @@ class ModelCache:
             meta = self._load(kind, key, model)
             if meta is not None:
                 return model, meta, True
+            model = build()  # a failed load may have copied some tensors: train from a fresh initialisation
+            # one line per training, so a log shows which worker trained an entry and which waited
+            log.info("cache %s/%s: training (pid %d)", kind, key, os.getpid())
             t0 = time.perf_counter()
             facts = train(model)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             atomic_write_bytes(pt, lambda p: torch.save(state, p))
             meta = {"kind": kind, "key": key, "spec": spec, "sha256": file_sha256(pt),
-                    "train_s": time.perf_counter() - t0, **facts}
+                    "train_s": time.perf_counter() - t0, "trained_by_pid": os.getpid(), **facts}
             atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))
             return model, meta, False
