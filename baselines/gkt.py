@@ -44,15 +44,13 @@ class PseudoBatches:
 
     def __iter__(self):
         for _ in range(self.iterations):
-            self.gen.train()
             x = self.gen(torch.randn(self.batch_size, self.z_dim, device=self.device))
             loss = -kl_to_teacher(self.student(x), self.teacher(x))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             self.student.zero_grad(set_to_none=True)  # the generator step must not leak into the student
-            self.gen.eval()
-            for _ in range(self.student_steps):
+            for _ in range(self.student_steps):  # train-mode BatchNorm: batch statistics, as when it learnt
                 with torch.no_grad():
                     x = self.gen(torch.randn(self.batch_size, self.z_dim, device=self.device))
                 yield (x,)
@@ -87,7 +85,7 @@ class GKT(Method):
         # the student starts untrained, as in the paper: it learns only what the gate lets through (a student
         # starting as the original would sit at KL = 0 with zero gradient, and nothing would move)
         reinitialise(model)
-        gen = generator(self.z_dim, self.hidden, in_shape).to(data.device)
+        gen = generator(self.z_dim, self.hidden, in_shape).to(data.device).train()
         batches = PseudoBatches(gen, teacher, model, self.iterations, self.student_steps, self.batch_size,
                                 self.z_dim, self.generator_lr, data.device)
         kept = []

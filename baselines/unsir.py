@@ -24,7 +24,8 @@ def error_maximising_noise(model: nn.Module, in_shape, cls: int, n: int, steps: 
     """Noise images (in normalised input space) the frozen model misclassifies as far from ``cls`` as it
     can: minimise -CE(f(N), cls) + l2 * mean ||N||^2 over N (UNSIR eq. 1)."""
     model.eval()
-    for p in model.parameters():
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
         p.requires_grad_(False)
     noise = torch.randn(n, *in_shape, device=device, requires_grad=True)
     opt = torch.optim.Adam([noise], lr=lr)
@@ -34,7 +35,7 @@ def error_maximising_noise(model: nn.Module, in_shape, cls: int, n: int, steps: 
         loss = -F.cross_entropy(model(noise), target) + l2 * noise.square().flatten(1).sum(1).mean()
         loss.backward()
         opt.step()
-    for p in model.parameters():
+    for p in trainable:
         p.requires_grad_(True)
     return noise.detach()
 
