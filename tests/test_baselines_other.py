@@ -1,5 +1,5 @@
 """SSD/LF-SSD dampening against independently computed importances, regimes of the importance,
-distillation and zero-shot baselines, and forgetting on digits for SCRUB and Bad Teacher."""
+distillation and zero-shot baselines, and forgetting on digits (SCRUB, Bad Teacher, UNSIR, SSD)."""
 
 import copy
 
@@ -121,8 +121,10 @@ def test_lipschitz_ratio_of_a_linear_map_is_its_gain():
     # the paper's budgets are sized for CIFAR; digits has ~100 forget images, so the steps are scaled up
     ["method=scrub", "method.lr=0.005", "method.epochs=5"],
     ["method=bad_teacher", "method.lr=1e-3", "method.epochs=10", "method.batch_size=32"],
+    ["method=unsir"],  # the paper's settings already forget here
+    ["method=ssd"],
 ])
-def test_distillation_methods_forget_on_digits(digits_cfg, tmp_path, overrides):
+def test_methods_forget_on_digits(digits_cfg, tmp_path, overrides):
     m = pipeline.run(digits_cfg(*overrides, "forget.classes=[3]"), tmp_path / "run")
     assert m["status"] == "ok"
     assert m["original/acc/forget_test"] > 0.9
