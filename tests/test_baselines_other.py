@@ -1,5 +1,6 @@
-"""SSD/LF-SSD dampening against independently computed importances, regimes of the importance,
-distillation and zero-shot baselines, and forgetting on digits (SCRUB, Bad Teacher, UNSIR, SSD)."""
+"""SSD/LF-SSD dampening checked against importances recomputed here; declared regimes and their
+enforcement; zero-shot methods reading only the unseen pool; forgetting on digits (SCRUB, Bad Teacher,
+UNSIR, SSD)."""
 
 import copy
 
