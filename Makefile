@@ -33,8 +33,9 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# Each benchmark prints side-by-side ratios and appends a row to benchmarks/RESULTS.md; BENCH_ARGS=--quick smokes.
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 figures: $(STAMP)
 	@for a in experiments/*/analyze.py; do echo "== $$a"; $(PY) $$a || exit 1; done

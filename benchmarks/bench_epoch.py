@@ -141,9 +141,11 @@ def main() -> None:
         for k, v in t.items():
             print(f"  {k:12s} {common.spread(v)}  {steps / common.med(v):.1f} steps/s")
         h, p, ty = (common.med(t[k]) for k in ("harness", "plain", "typical"))
-        print(f"  harness/plain {h / p:.2f}x   harness_bar/plain {common.med(t['harness_bar']) / p:.2f}x   "
+        print(f"  harness/plain {h / p:.2f}x (best of n: {min(t['harness']) / min(t['plain']):.2f}x)   harness_bar/plain {common.med(t['harness_bar']) / p:.2f}x   "
               f"typical/harness {ty / h:.2f}x")
         figures[f"{c['name']} harness/plain"] = h / p
+        # best-of-n as well: on a shared machine the fastest repeat is the one least disturbed by others
+        figures[f"{c['name']} harness/plain best"] = min(t["harness"]) / min(t["plain"])
         figures[f"{c['name']} bar/plain"] = common.med(t["harness_bar"]) / p
         figures[f"{c['name']} typical/harness"] = ty / h
         figures[f"{c['name']} harness steps/s"] = steps / h

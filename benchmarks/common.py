@@ -101,7 +101,7 @@ def spread(xs) -> str:
 def synthetic(n: int, shape: tuple[int, ...], classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images whose class shifts the mean brightness, so a model can learn something."""
     g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, classes, (n,), generator=g)
+    y = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]  # balanced: holdout splits need every class
     base = 40 + 170 * y.float() / max(1, classes - 1)
     x = base.view(-1, *([1] * len(shape))) + 40 * torch.randn(n, *shape, generator=g)
     return x.clamp(0, 255).to(torch.uint8), y
@@ -147,7 +147,8 @@ class SyntheticImages:
 def pipeline_config(method: str, scale: float, cache_dir: str, runs_dir: str, device: str, epochs: int | None,
                     extra=()):
     """The CIFAR-10 x ResNet-18 configuration (its recipe from conf/data_model) with the data node
-    swapped for ``SyntheticImages`` at ``scale`` x CIFAR-10's sizes."""
+    swapped for ``SyntheticImages`` at ``scale`` x CIFAR-10's sizes (never fewer than 4 unseen images per
+    class, and 30 times that many training images)."""
     from omegaconf import OmegaConf
 
     from unlearn_bench.config import compose
@@ -158,6 +159,6 @@ def pipeline_config(method: str, scale: float, cache_dir: str, runs_dir: str, de
     cfg = compose(over)
     OmegaConf.set_struct(cfg, False)
     cfg.data = OmegaConf.create({"_target_": "common.SyntheticImages", "name": "cifar10_synthetic",
-                                 "n_train": max(40 * per_class, int(50000 * scale)),
-                                 "n_test": max(200, int(10000 * scale)), "unseen_per_class": per_class})
+                                 "n_train": max(30 * per_class, int(50000 * scale)),
+                                 "n_test": max(50, int(10000 * scale)), "unseen_per_class": per_class})
     return cfg
