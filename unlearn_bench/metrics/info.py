@@ -28,6 +28,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
                                    "retrain's RA (~ original)", f"{_LRA}; {_SPARSE_SALUN}"),
     "acc/retain_test": MetricInfo("top-1 accuracy on retain-class test samples (SalUn TA)", "higher",
                                   "retrain's TA (~ original)", _SPARSE_SALUN),
+    "acc/unseen": MetricInfo("top-1 accuracy on the unseen forget-class pool (held out of training)", "lower",
+                             "0", "harness (zero-shot regime input)"),
     "acc/test": MetricInfo("top-1 accuracy on the whole test split, forget class included",
                            "closer_to_retrain", "~ retain-class TA x (C-1)/C", "standard"),
     "mia/svc_confidence": MetricInfo(
@@ -56,6 +58,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
                                 "Chundawat et al. TIFS'23 (zero-shot unlearning)"),
     "relearn/ain": MetricInfo("Anamnesis index: relearn steps of theta_u / those of theta_r (<< 1: hidden)",
                               "closer_to_retrain", "1", "Chundawat et al. TIFS'23 (zero-shot unlearning)"),
+    "relearn/reached": MetricInfo("1 if relearning reached the target within eval.relearn_max_steps, else 0 "
+                                  "(relearn/steps is then censored at the maximum)", "closer_to_retrain",
+                                  "retrain's own", "harness bookkeeping"),
     "mia/ulira_auc": MetricInfo("U-LiRA per-example likelihood-ratio AUC, unlearned vs retrained targets",
                                 "lower", "0.5", _ULIRA),
     "mia/ulira_bal_acc": MetricInfo("U-LiRA balanced accuracy at the best threshold", "lower", "0.5",
@@ -69,14 +74,51 @@ METRIC_INFO: dict[str, MetricInfo] = {
                                  "lower", "retrain's time (the budget to beat)", "metrics.md (cost)"),
     "cost/peak_mem_mb": MetricInfo("peak memory in MiB (GPU max_memory_allocated, else CPU max RSS)",
                                    "lower", "retrain's peak", f"{_LRA} (G)"),
-    "cost/eval_s": MetricInfo("wall-clock seconds spent evaluating metrics (not part of the method's cost)",
-                              "lower", "n/a", "harness bookkeeping"),
+    "cost/eval_s": MetricInfo("wall-clock seconds of the whole evaluation: output collection, attacks, oracle "
+                              "(trained here if eval.retrain and not cached), relearn, reference models; not "
+                              "part of the method's cost", "lower", "n/a", "harness bookkeeping"),
+    "eval/retrain_cache_hit": MetricInfo("whether the evaluation found the retrain oracle in the cache",
+                                         "n/a", "n/a", "harness bookkeeping"),
+    "eval/retrain_train_s": MetricInfo("seconds the oracle took to train when it was trained (cached value on a "
+                                       "hit)", "n/a", "n/a", "harness bookkeeping"),
+    "eval/shadows": MetricInfo("K, U-LiRA shadow pairs (eval.shadows)", "n/a", "n/a", _ULIRA),
+    "eval/fq_runs": MetricInfo("N, unlearning runs and retrains each for forgetting quality (eval.fq_runs)",
+                               "n/a", "n/a", _CHALLENGE),
 }
+
+# The same metric measured on a reference model instead of the unlearned one: the rows tables compare with.
+MODEL_PREFIXES = {"original/": "the original model", "retrain/": "the retrained oracle"}
+
+
+def metric_info(key: str) -> MetricInfo:
+    """Info for a metrics.json key, including ``original/<key>`` and ``retrain/<key>``. KeyError if unknown."""
+    if key in METRIC_INFO:
+        return METRIC_INFO[key]
+    for prefix, who in MODEL_PREFIXES.items():
+        if key.startswith(prefix) and key[len(prefix):] in METRIC_INFO:
+            info = METRIC_INFO[key[len(prefix):]]
+            return info._replace(description=f"{info.description} -- of {who}")
+    raise KeyError(f"{key} is not described in METRIC_INFO")
+
+
+def metrics_doc() -> str:
+    """The content of docs/metrics.md (regenerate: ``python -m unlearn_bench.metrics.info > docs/metrics.md``)."""
+    prefixes = ", ".join(f"`{p}<key>` ({w})" for p, w in MODEL_PREFIXES.items())
+    return ("# Metrics\n\nEvery key a run writes to `metrics.json`, its direction and the value the retrain "
+            "oracle takes (class forgetting). Generated from `unlearn_bench.metrics.info.METRIC_INFO`; "
+            "definitions in `unlearn_bench/metrics/` and `unlearn_bench/eval_suite.py`.\n\n"
+            f"The same key under {prefixes} is that metric measured on the reference model, so tables show "
+            "the direction.\n\n" + metric_info_markdown())
 
 
 def metric_info_markdown() -> str:
     """Markdown table of METRIC_INFO for the README."""
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
     rows = ["| metric | description | better | retrain reference | source |", "|---|---|---|---|---|"]
-    rows += [f"| `{k}` | " + " | ".join(esc(v) for v in info) + " |" for k, info in METRIC_INFO.items()]
+    for key, info in METRIC_INFO.items():
+        cells = [f"`{key}`"] + [str(v).replace("|", "\\|") for v in info]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(metrics_doc(), end="")
