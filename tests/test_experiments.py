@@ -167,3 +167,14 @@ def test_pareto_front_hand_case():
     f = np.array([0.5, 0.1, 0.0, 0.2])
     r = np.array([0.9, 0.95, 0.8, 0.7])
     assert figures.pareto_front(f, r).tolist() == [2, 1]
+
+
+def test_report_splits_swept_settings_and_takes_several_dirs(fixture_runs, tmp_path):
+    from unlearn_bench.report import write_report
+    write_report([fixture_runs / "compare", fixture_runs / "h5", fixture_runs / "h40"], tmp_path / "results")
+    t = pd.read_csv(tmp_path / "results.csv")
+    # H differs between lra_npp runs of one class and seed: one row per H, never averaged together
+    lra = t[(t["method"] == "lra_npp") & (t["forget"] == 0)]
+    assert sorted(lra["cfg/method.h"]) == [5, 40] and (lra["n"] == 3).all()
+    assert t[t["forget"] == 0]["method"].tolist() == ["Original", "retrain", "lra_npp", "lra_npp", "none"]
+    assert "![forget vs retain" in (tmp_path / "report.md").read_text()

@@ -123,3 +123,10 @@ def test_optuna_tune_minimises_the_gap(tmp_path, cache_dir):
     assert len(gaps) == 2
     best = yaml.safe_load((study / "optimization_results.yaml").read_text())["best_value"]
     assert best == pytest.approx(min(gaps))  # the sweeper saw metrics.json's gap, not the CLI's return value
+
+
+@pytest.mark.slow
+def test_ray_launcher_runs_locally(tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    _cli(["-m", *QUICK, "method=none", "seed=0,1", "name=ray", "hydra/launcher=ray_cluster"], tmp_path, cache_dir)
+    assert len(list((tmp_path / "ray").rglob("metrics.json"))) == 2

@@ -35,10 +35,12 @@ def _flatten(prefix: str, node, out: dict) -> None:
         out[prefix] = str(node) if isinstance(node, list) else node
 
 
-def load(runs_dir: str | Path, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
-    """``load_results`` plus ``cfg/<node>.<key>`` columns from each run's config.yaml, so variants of one
-    method (swept ``method.h``, ``method.rule``, ...) can be told apart in tables and figures."""
-    df = load_results(runs_dir)
+def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
+    """``load_results`` of one folder or a list of them, plus ``cfg/<node>.<key>`` columns from each run's
+    config.yaml, so variants of one method (swept ``method.h``, ``method.rule``, ...) can be told apart."""
+    dirs = [runs_dir] if isinstance(runs_dir, (str, Path)) else list(runs_dir)
+    frames = [f for f in (load_results(d) for d in dirs) if not f.empty]
+    df = pd.concat(frames, ignore_index=True).drop_duplicates("run_dir") if frames else pd.DataFrame()
     if df.empty:
         return df
     extra = []
@@ -124,7 +126,7 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     rows = []
     for key, g in both.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, key))
-        row["n"] = int(g["seed"].nunique()) if not by else len(g)
+        row["n"] = len(g)  # runs; equals the seeds unless forget classes are pooled (forget="all")
         failed = df[df["status"] != "ok"]
         for k in keys:
             if k in failed.columns:
@@ -141,7 +143,20 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     out = out.assign(**tmp)
     keys = GROUP + ["_o"] + [k for i in range(len(by)) for k in (f"_n{i}", f"_s{i}")]
     out = out.sort_values(keys, kind="stable", na_position="first").drop(columns=["_o", *tmp]).reset_index(drop=True)
+    for c in by:  # a method without this setting shows a blank, not "nan"
+        out[c] = out[c].map(lambda v: "" if pd.isna(v) else v)
     return out.rename(columns=rename or {})
+
+
+def varying_settings(df: pd.DataFrame) -> list[str]:
+    """``cfg/method.*`` columns that differ between runs of one method on one task, forget set and seed:
+    the swept settings that must split a table's rows (else variants would be averaged together)."""
+    cols = [c for c in df.columns if c.startswith("cfg/method.")]
+    keys = [k for k in GROUP + ["method", "seed"] if k in df.columns]
+    if not cols or df.empty:
+        return []
+    counts = df[keys + cols].astype(str).groupby(keys)[cols].nunique()
+    return [c for c in cols if (counts[c] > 1).any()]
 
 
 def _commits(df: pd.DataFrame) -> str:
@@ -196,18 +211,22 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     return md
 
 
-def write_report(runs_dir: str | Path, out: str | Path | None = None, figures: bool = True) -> str:
-    """``results.md`` / ``.csv`` (the summary table) and, beside them, ``report.md`` with figures and tests."""
-    df = load(runs_dir)
+def write_report(runs_dir, out: str | Path | None = None, figures: bool = True) -> str:
+    """``results.md`` / ``.csv`` (the summary table) and, beside them, ``report.md`` with figures and tests.
+    ``runs_dir`` is one folder or a list (runs found in several are counted once)."""
+    dirs = [runs_dir] if isinstance(runs_dir, (str, Path)) else list(runs_dir)
+    df = load(dirs)
     if df.empty:
-        raise SystemExit(f"error: no metrics.json under {runs_dir}; fix: point at a folder of run directories")
-    table = summarize(df)
+        raise SystemExit(f"error: no metrics.json under {', '.join(map(str, dirs))}; "
+                         "fix: point at a folder of run directories")
+    by = varying_settings(df)
+    table = summarize(df, by=by)
     md = table.to_markdown(index=False)
-    out = Path(out) if out else Path(runs_dir) / "results"
+    out = Path(out) if out else Path(dirs[0]) / "results"
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.md").write_text(md + "\n")
     table.to_csv(f"{out}.csv", index=False)
-    markdown_report(df, out.parent, title=f"Results: {runs_dir}", figures=figures)
+    markdown_report(df, out.parent, title=f"Results: {', '.join(map(str, dirs))}", by=by, figures=figures)
     return md
 
 
@@ -266,8 +285,8 @@ class SweepObjective(Callback):
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Summarise run directories into a results table and report.md.")
-    ap.add_argument("runs_dir")
-    ap.add_argument("--out", default=None, help="output path without extension (default RUNS_DIR/results)")
+    ap.add_argument("runs_dir", nargs="+", help="one or more folders searched for run directories")
+    ap.add_argument("--out", default=None, help="output path without extension (default FIRST_RUNS_DIR/results)")
     ap.add_argument("--no-figures", action="store_true", help="skip the Pareto figures in report.md")
     args = ap.parse_args(argv)
     md = write_report(args.runs_dir, args.out, figures=not args.no_figures)
