@@ -133,8 +133,9 @@ class DivergeOnSeed0(Method):
 def _cli(*args, cwd, env=None, **kw):
     e = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
          "WANDB_MODE": "offline", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "unlearn_bench.cli", "data=digits", "model=mlp",
-                             "progress=false", *args], cwd=cwd, env=e, stdout=subprocess.PIPE,
+    flags = [a for a in args if a.startswith("-")]  # Hydra's parser wants flags before overrides
+    return subprocess.Popen([sys.executable, "-m", "unlearn_bench.cli", *flags, "data=digits", "model=mlp",
+                             "progress=false", *(a for a in args if a not in flags)], cwd=cwd, env=e, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
 
 
@@ -149,7 +150,7 @@ def test_diverging_run_is_recorded_failed_and_the_sweep_goes_on(tmp_path):
     _finish(_cli("-m", "seed=0,1", "method._target_=test_faults.DivergeOnSeed0", "train.epochs=2",
                  f"runs_dir={tmp_path}/runs", f"cache_dir={tmp_path}/c", cwd=tmp_path))
     df = load_results(tmp_path / "runs").set_index("seed")
-    assert df.loc[0, "status"] == "failed" and "NaN" in df.loc[0, "reason"]
+    assert df.loc[0, "status"] == "failed" and "nan" in df.loc[0, "reason"].lower()
     assert df.loc[1, "status"] == "ok" and df.loc[1, "acc/retain_test"] > 0.5
 
 

@@ -79,9 +79,9 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
             if not options:
                 continue
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
-            bad = [v for v in values if v is not None and str(v) not in options and str(v) != "null"]
+            bad = [v for v in values if str(v) not in options]  # null too: Hydra takes no null for a group
             if bad:
-                raise ConfigError(f"{o.key_or_group}={bad[0]} is not an option of group {o.key_or_group}; "
+                raise ConfigError(f"{o.key_or_group}={'null' if bad[0] is None else bad[0]} is not an option of group {o.key_or_group}; "
                                   f"fix: use one of {', '.join(options)}")
         sweeps = [o.input_line for o in overrides if o.is_sweep_override()]
         if sweeps and not multirun:
@@ -90,7 +90,7 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
         line = _first_values(overrides)
         try:
             compose(config_name, overrides=line, return_hydra_config=True)
-        except HydraException as e:
+        except (HydraException, ValueError) as e:  # Hydra raises a bare ValueError for some group values
             raise ConfigError(_explain(e, overrides, compose, config_name)) from e
 
 
