@@ -118,7 +118,7 @@ def test_h_sweep_table_matches_the_fixture(fixture_runs, tmp_path):
         shutil.copytree(fixture_runs / h, only / h)
     _analyze("h_sweep", [str(only), "--out", str(tmp_path)])
     t = pd.read_csv(tmp_path / "table.csv")
-    assert t["method"].iloc[0] == "Original"
+    assert t["method"].iloc[0] == "Original" and t["n"].iloc[0] == 6  # one per (class, seed), pooled
     row = t[(t["method"] == "lra_npp") & (t["cfg/method.h"] == 40)].iloc[0]
     ats = [0.02, 0.03, 0.04] * 2  # two classes x three seeds
     assert row["n"] == 6 and row["acc/forget_train"] == f"{np.mean(ats):.3f} ± {np.std(ats, ddof=1):.3f}"

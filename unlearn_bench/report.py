@@ -109,16 +109,20 @@ def _cell(vals: pd.Series) -> str:
 
 
 def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] | None = None,
-              rename: dict[str, str] | None = None) -> pd.DataFrame:
+              rename: dict[str, str] | None = None, pool_forget: bool = False) -> pd.DataFrame:
     """Mean ± std (n) per (data, model, forget, method[, by...]); failed runs are counted, never averaged.
     ``by`` adds columns that separate variants of one method (e.g. ``cfg/method.h``); ``rename`` relabels
-    metric columns (``PAPER_COLUMNS`` gives the LRA-NPP paper's At/Ag/Fr/Fs/Time/G)."""
+    metric columns (``PAPER_COLUMNS`` gives the LRA-NPP paper's At/Ag/Fr/Fs/Time/G); ``pool_forget`` puts
+    every forget set in one row per method (forget = "all", n = classes x seeds)."""
     if df.empty:
         return df
     by = [c for c in (by or []) if c in df.columns]
     keys = GROUP + ["method"] + by
     ok = df[df["status"] == "ok"]
-    both = pd.concat([_original_rows(ok), ok], ignore_index=True)
+    orig = _original_rows(ok)  # one per (forget set, seed) before pooling: forget metrics differ by class
+    if pool_forget:
+        df, ok, orig = (d.assign(forget="all") for d in (df, ok, orig))
+    both = pd.concat([orig, ok], ignore_index=True)
     for c in by:  # Original is the same model whatever the method's setting: one row, blank variant
         both[c] = both[c].astype(object)
         both.loc[both["method"] == "Original", c] = ""
@@ -249,8 +253,7 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
     from unlearn_bench import figures
     ok = df[df["status"] == "ok"].copy()
     ok[param] = pd.to_numeric(ok[param], errors="coerce")
-    pooled = ok.assign(forget="all")
-    md = [write_table(summarize(pooled, list(metrics) + ["cost/unlearn_s"], by=[param]), out / "table",
+    md = [write_table(summarize(ok, list(metrics) + ["cost/unlearn_s"], by=[param], pool_forget=True), out / "table",
                       f"## {label}: mean ± std over seeds and forget classes")]
     figures.lines(ok, param, list(metrics), out / "sweep.png", logx=logx, title=f"{label}: mean ± std, all classes")
     figures.lines(ok, param, "acc/forget_train", out / "sweep_per_class.png", hue="forget", logx=logx,

@@ -21,8 +21,8 @@ def main(argv=None):
     df, out = experiment_cli("baseline_comparison", __doc__, argv)
     columns = list(dict.fromkeys(DEFAULT_COLUMNS + list(PAPER_COLUMNS) + ["mia/loss_cv_acc", "dist/js_forget"]))
     md = markdown_report(df, out, title="Baseline comparison", columns=columns)
-    pooled = df.assign(forget="all")  # every forget class pooled: n = classes x seeds per method
-    write_table(summarize(pooled, list(PAPER_COLUMNS), rename=PAPER_COLUMNS), out / "paper_columns",
+    # every forget class pooled: n = classes x seeds per method
+    write_table(summarize(df, list(PAPER_COLUMNS), rename=PAPER_COLUMNS, pool_forget=True), out / "paper_columns",
                 "## The paper's columns, all forget classes pooled")
     ok = df[df["status"] == "ok"]
     if not ok.empty:

@@ -17,8 +17,7 @@ def main(argv=None):
         raise SystemExit("error: runs have no method.rule in config.yaml; fix: point at runs of experiment=lrp_rules")
     metrics = [m for m in METRICS if m in df.columns]
     ok = df[df["status"] == "ok"]
-    pooled = df.assign(forget="all")
-    md = ["# LRP rules", "", write_table(summarize(pooled, metrics, by=[RULE]), out / "table",
+    md = ["# LRP rules", "", write_table(summarize(df, metrics, by=[RULE], pool_forget=True), out / "table",
                                          "## Mean ± std over seeds and forget classes")]
     means = ok.groupby(RULE)[metrics].mean(numeric_only=True)
     figures.heatmap(means.to_numpy(), list(means.index), metrics, out / "rules_heatmap.png",
