@@ -149,7 +149,7 @@ VALUES = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=4))
 def test_random_overrides_validate_or_fail_cleanly(digits_cfg, no_training, pairs):
     overrides = [f"{k}={v}" for k, v in pairs]
