@@ -253,8 +253,10 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, unlearned, logits_o
     """Every metric family beyond accuracies (eval_suite); writes per_class.csv and roc.csv. Returns the
     metrics and the retrain oracle's logits (for predictions.npz) when the oracle was used."""
     ev, seed = ctx.cfg.eval, int(ctx.cfg.eval.seed)
-    out = eval_suite.population_mias(logits_u, labels, logits_o, seed)
-    out.update(eval_suite.population_mias(logits_o, labels, logits_o, seed, prefix="original/"))
+    mia_o = eval_suite.population_mias(logits_o, labels, logits_o, seed)
+    same = all(np.array_equal(logits_u[k], logits_o[k]) for k in logits_o)  # e.g. `none`: attacks are identical
+    out = dict(mia_o) if same else eval_suite.population_mias(logits_u, labels, logits_o, seed)
+    out.update({f"original/{k}": v for k, v in mia_o.items()})
     random_model = ctx.build_model(int(ctx.cfg.seed) + RANDOM_SEED_OFFSET).to(ctx.device)
     forget_random = evaluation.predict_logits(random_model, ctx.subsets["forget_train"], ev.batch_size)
     out["zrf"] = metrics.zrf(logits_u["forget_train"], forget_random)
