@@ -11,7 +11,9 @@ from omegaconf import OmegaConf
 from unlearn_bench import pipeline
 
 METHODS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "method").glob("*.yaml"))
-BUDGET_KEYS = ("epochs", "max_steps")  # cut to 1 where a method exposes them as positive integers
+# Budget keys (``epochs``, ``max_steps``, ``impair_epochs``, ``iterations``, ``noise_steps``, ...) are cut
+# to 1 wherever a method exposes one as a positive integer: the test checks wiring, not quality.
+BUDGET_SUFFIXES = ("epochs", "steps", "iterations")
 # Settings a default config needs to fit digits at all (it refuses them up front with a ConfigError):
 # h=auto calibrates on half of the unseen pool, which on digits holds 20 images, fewer than the default n=36.
 FITS_DIGITS = {"lra_npp_auto": ["method.n=20"]}
@@ -19,13 +21,14 @@ FITS_DIGITS = {"lra_npp_auto": ["method.n=20"]}
 
 def budget_overrides(label: str) -> list[str]:
     node = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "method" / f"{label}.yaml")
-    cut = [f"method.{k}=1" for k in BUDGET_KEYS
-           if isinstance(node.get(k), int) and not isinstance(node.get(k), bool) and node.get(k) > 1]
+    cut = [f"method.{k}=1" for k, v in node.items()
+           if str(k).endswith(BUDGET_SUFFIXES) and isinstance(v, int) and not isinstance(v, bool) and v > 1]
     return cut + FITS_DIGITS.get(label, [])
 
 
 def test_every_method_config_is_collected():
     assert {"none", "retrain", "finetune", "salun"} <= set(METHODS)
+    assert budget_overrides("salun") == ["method.epochs=1"]
 
 
 @pytest.mark.parametrize("label", METHODS)
