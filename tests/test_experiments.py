@@ -178,3 +178,9 @@ def test_report_splits_swept_settings_and_takes_several_dirs(fixture_runs, tmp_p
     assert sorted(lra["cfg/method.h"]) == [5, 40] and (lra["n"] == 3).all()
     assert t[t["forget"] == 0]["method"].tolist() == ["Original", "retrain", "lra_npp", "lra_npp", "none"]
     assert "![forget vs retain" in (tmp_path / "report.md").read_text()
+
+
+def test_retrain_cost_is_its_training_time_when_cached(tmp_path):
+    _run(tmp_path, "retrain", 0, 0, {"acc/forget_train": 0.0, "cost/unlearn_s": 0.1, "retrain/train_s": 28.7})
+    df = load(tmp_path)
+    assert df.loc[0, "cost/unlearn_s"] == 28.7 and df.loc[0, "cost/unlearn_s_measured"] == 0.1
