@@ -103,6 +103,19 @@ def test_batches_reshuffle_every_pass_and_cover_every_item():
     assert torch.equal(torch.cat([yb for _, yb in again]), first)  # seeded
 
 
+def test_bench_timing_interleaves_and_records(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import common
+    order = []
+    t = common.alternate({"a": lambda: order.append("a"), "b": (lambda: 5, lambda s: order.append(s))}, "cpu", 2)
+    assert order == ["a", 5, "a", 5, "a", 5] and len(t["a"]) == len(t["b"]) == 2  # warm-up, then A B A B
+    args = common.parser("x").parse_args(["--results", str(tmp_path / "R.md")])
+    common.record(args, "bench_x", "cpu", {"ratio": 1.234, "n": 3})
+    text = (tmp_path / "R.md").read_text()
+    assert "| date |" in text and "bench_x" in text and "ratio 1.23" in text and torch.__version__ in text
+
+
+@pytest.mark.slow  # a subprocess importing torch and Lightning: over 30 s on a loaded 2-core machine
 def test_bench_epoch_quick_mode_runs(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_epoch.py"), "--quick",
                           "--models", "mlp,cnn_paper", "--results", str(tmp_path / "RESULTS.md")],
