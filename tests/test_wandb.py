@@ -61,7 +61,9 @@ def read_run(run_file: Path, wait_s: float = 60.0) -> tuple[dict, dict]:
 def test_offline_run_holds_the_summary_and_no_secret(digits_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     run_dir = tmp_path / "run"
-    m = pipeline.run(digits_cfg("method=none", "forget.classes=[3]", "logger=wandb", "name=wbtest"), run_dir)
+    # 8 epochs: the same original as test_eval_suite, so a session trains it once
+    m = pipeline.run(digits_cfg("method=none", "forget.classes=[3]", "train.epochs=8", "logger=wandb", "name=wbtest"),
+                     run_dir)
     runs = {p: read_run(p) for p in run_dir.glob("wandb/offline-run-*/run-*.wandb")}
     [run_file] = [p for p, (f, _) in runs.items() if f["job_type"] == "unlearn"]
     # a cache miss trains the original in its own run, job_type train, same group
