@@ -232,3 +232,13 @@ def test_same_config_and_seed_give_identical_results(digits_cfg, tmp_path):
     acc = [{k: v for k, v in m.items() if "acc/" in k} for m in runs]
     assert acc[0] == acc[1] and len(acc[0]) >= 10
     assert (tmp_path / "run1/split.json").read_bytes() == (tmp_path / "run2/split.json").read_bytes()
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+def test_no_secret_reaches_the_run_directory(digits_cfg, tmp_path, monkeypatch):
+    """The slow kill test checks the CLI with wandb; this checks the pipeline's own files every time."""
+    monkeypatch.setenv("WANDB_API_KEY", SECRET)
+    pipeline.run(digits_cfg("method=none", "logger=csv", "train.epochs=4", "seed=3"), tmp_path / "run")
+    files = [f for f in (tmp_path / "run").rglob("*") if f.is_file()]
+    assert {"config.yaml", "env.json", "metrics.json"} <= {f.name for f in files}
+    assert not [f for f in files if SECRET.encode() in f.read_bytes()]
