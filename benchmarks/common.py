@@ -73,7 +73,7 @@ def timed(fn, device: str) -> float:
 
 def alternate(variants: dict, device: str, repeats: int, warmup: bool = True) -> dict[str, list[float]]:
     """Time each variant ``repeats`` times, interleaved (A B C A B C ...), after one untimed warm-up call
-    each (kernel selection, allocator, lazy imports) when ``warmup``. A variant is ``run`` or
+    each (kernel selection, allocator, lazy imports) when ``warmup``; the order rotates every repeat. A variant is ``run`` or
     ``(setup, run)``: ``setup()`` (untimed, e.g. a fresh model) returns what ``run(state)`` gets."""
     def call(v, timer=None):
         setup, run = v if isinstance(v, tuple) else (lambda: None, lambda _: v())
@@ -83,9 +83,12 @@ def alternate(variants: dict, device: str, repeats: int, warmup: bool = True) ->
         for v in variants.values():
             call(v)
     out: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(repeats):
-        for name, v in variants.items():
-            out[name].append(call(v, timed))
+    names = list(variants)
+    for r in range(repeats):
+        # rotate the order: whatever runs right after a variant inherits its aftermath (DataLoader workers
+        # exiting, freed memory), so no variant may always follow the same one
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            out[name].append(call(variants[name], timed))
     return out
 
 

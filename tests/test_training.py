@@ -108,7 +108,7 @@ def test_bench_timing_interleaves_and_records(tmp_path):
     import common
     order = []
     t = common.alternate({"a": lambda: order.append("a"), "b": (lambda: 5, lambda s: order.append(s))}, "cpu", 2)
-    assert order == ["a", 5, "a", 5, "a", 5] and len(t["a"]) == len(t["b"]) == 2  # warm-up, then A B A B
+    assert order == ["a", 5, "a", 5, 5, "a"] and len(t["a"]) == len(t["b"]) == 2  # warm-up, A B, B A
     args = common.parser("x").parse_args(["--results", str(tmp_path / "R.md")])
     common.record(args, "bench_x", "cpu", {"ratio": 1.234, "n": 3})
     text = (tmp_path / "R.md").read_text()
