@@ -29,6 +29,13 @@ def _logits(rng, n, boost, spread=1.0, labels=None):
     return z, y
 
 
+def _sweep(n=2000):
+    """Logits whose true-class probability sweeps (0, 1) finely: any shift of an attack's boundary shows."""
+    z = np.zeros((n, C))
+    z[:, 0] = np.linspace(-6, 12, n)
+    return z, np.zeros(n, np.int64)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
@@ -89,32 +96,41 @@ def test_avg_gap_and_ain():
 
 # ---------------------------------------------------------------- mia.py: population attacks
 def test_svc_confidence_matches_sklearn_and_direction(rng):
-    zr, yr = _logits(rng, 300, 6.0)
+    (z1, y1), (z2, y2) = _logits(rng, 200, 6.0), _logits(rng, 100, 0.0)
+    zr, yr = np.vstack([z1, z2]), np.r_[y1, y2]  # only the first |D_t| = 200 are used as members
     zt, yt = _logits(rng, 200, 1.0)
     zf_mem, yf = _logits(rng, 100, 6.0)
     zf_forgot, _ = _logits(rng, 100, -1.0, labels=yf)
-    conf = lambda z, y: sp_softmax(z, 1)[np.arange(len(y)), y][:, None]  # noqa: E731
+    zs, ys = _sweep()
+    def conf(z, y):
+        return sp_softmax(z, 1)[np.arange(len(y)), y][:, None]
+
     x = np.vstack([conf(zr, yr)[:200], conf(zt, yt)])
     clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, np.r_[np.ones(200), np.zeros(200)])
-    ref = np.mean(clf.predict(conf(zf_forgot, yf)) == 0)
+    for zf, yf_ in ((zf_forgot, yf), (zs, ys)):
+        ref = np.mean(clf.predict(conf(zf, yf_)) == 0)
+        assert M.svc_confidence_mia(zr, yr, zt, yt, zf, yf_) == pytest.approx(ref)
     got = M.svc_confidence_mia(zr, yr, zt, yt, zf_forgot, yf)
-    assert got == pytest.approx(ref)
     remember = M.svc_confidence_mia(zr, yr, zt, yt, zf_mem, yf)
-    assert remember < 0.3 < 0.7 < got
+    assert remember < 0.3 and got > 0.7
 
 
 def test_entropy_member_rate_matches_sklearn_and_direction(rng):
-    zr, _ = _logits(rng, 300, 6.0)
-    zt, _ = _logits(rng, 200, 1.0)
+    zr, _ = _logits(rng, 400, 6.0)
+    zt, _ = _logits(rng, 80, 1.0)  # imbalanced on purpose: class_weight="balanced" matters
     zf_mem, yf = _logits(rng, 100, 6.0)
     zf_forgot, _ = _logits(rng, 100, 0.0, labels=yf)
-    ent = lambda z: sp_entropy(sp_softmax(z, 1), axis=1)[:, None]  # noqa: E731
+    zs, _ = _sweep()
+    def ent(z):
+        return sp_entropy(sp_softmax(z, 1), axis=1)[:, None]
+
     clf = LogisticRegression(class_weight="balanced")
-    clf.fit(np.vstack([ent(zr), ent(zt)]), np.r_[np.ones(300), np.zeros(200)])
-    ref = np.mean(clf.predict(ent(zf_forgot)) == 1)
+    clf.fit(np.vstack([ent(zr), ent(zt)]), np.r_[np.ones(400), np.zeros(80)])
+    for zf in (zf_forgot, zs):
+        ref = np.mean(clf.predict(ent(zf)) == 1)
+        assert M.entropy_member_rate(zr, zt, zf) == pytest.approx(ref)
     got = M.entropy_member_rate(zr, zt, zf_forgot)
-    assert got == pytest.approx(ref)
-    assert M.entropy_member_rate(zr, zt, zf_mem) > 0.7 > 0.3 > got
+    assert M.entropy_member_rate(zr, zt, zf_mem) > 0.7 and got < 0.3
     # subsampling path is deterministic in the seed
     a = M.entropy_member_rate(zr, zt, zf_forgot, seed=3, max_per_side=150)
     assert a == M.entropy_member_rate(zr, zt, zf_forgot, seed=3, max_per_side=150)
@@ -142,10 +158,12 @@ def test_lra_fr_matches_sklearn_and_direction(rng):
     pm, pn = sp_softmax(zm, 1), sp_softmax(zn, 1)
     clf = make_pipeline(StandardScaler(), LinearSVC(random_state=0, max_iter=10000))
     clf.fit(np.vstack([pm, pn]), np.r_[np.ones(150), np.zeros(150)])
-    ref = 1 - np.mean(clf.predict(sp_softmax(zu_forgot, 1)) == 1)
+    zu_mid, _ = _logits(rng, 150, 3.0, labels=ym)
+    for zu in (zu_forgot, zu_mid):
+        ref = 1 - np.mean(clf.predict(sp_softmax(zu, 1)) == 1)
+        assert M.lra_fr(pm, pn, sp_softmax(zu, 1)) == pytest.approx(ref)
     got = M.lra_fr(pm, pn, sp_softmax(zu_forgot, 1))
-    assert got == pytest.approx(ref)
-    assert M.lra_fr(pm, pn, sp_softmax(zu_mem, 1)) < 0.3 < 0.7 < got
+    assert M.lra_fr(pm, pn, sp_softmax(zu_mem, 1)) < 0.3 and got > 0.7
 
 
 # ---------------------------------------------------------------- mia.py: per-example attacks
@@ -198,6 +216,16 @@ def test_epsilon_hand_worked():
     assert M.example_epsilon(np.full(100, 3.0) + 1e-4 * r, r) == 50.0  # spread < 1% of the other
     # u = r + 50 overlaps half: best rule flags the top 1% of r (FPR .01) and misses 49 of u (FNR .49)
     assert M.example_epsilon(r + 50, r) == pytest.approx(math.log(0.51 - 1e-5) - math.log(0.01))
+    # u = 45.0, 45.1, ..., 54.9 sits inside r: with r as the positive side, "score < q_u(0.01) = 45.099"
+    # flags 1 of u (FPR .01) and 46 of r (0..45, FNR .54); needs the roles swapped to be found
+    u = 45 + 0.1 * r
+    assert M.example_epsilon(u, r) == pytest.approx(math.log(0.46 - 1e-5) - math.log(0.01))
+    # r in two clusters [0, 10) and [90, 100) (step .2); u: 80 points in [45, 55) + 10 in each r cluster.
+    # Only the two-sided "inside" rule finds it: [q_r(.49), q_r(.51)] = [9.702, 90.098] holds 2 of r
+    # (FPR .02) and 81 of u (FNR .19)
+    r2 = np.r_[np.arange(0, 10, 0.2), np.arange(90, 100, 0.2)]
+    u2 = np.r_[45 + 0.125 * np.arange(80), np.arange(0, 10, 1.0), np.arange(90, 100, 1.0)]
+    assert M.example_epsilon(u2, r2) == pytest.approx(math.log(0.81 - 1e-5) - math.log(0.02))
     assert M.epsilon_from_rates([0.2, 0.0], [0.3, 0.5]) == pytest.approx(math.log(0.7 - 1e-5) - math.log(0.2))
 
 
@@ -210,6 +238,8 @@ def test_forgetting_quality_bins_and_extremes(rng):
     # N=100: bins of 0.5 up to ceil(ln 99) = 5; eps 0 -> 1, eps 3.93 -> bin 7 -> 2^-7, eps 50 -> 0
     assert M.forgetting_quality(u, ident) == pytest.approx((1 + 2 ** -7 + 0) / 3)
     assert M.epsilon_points([5.0, 5.01], 100).tolist() == [2.0 ** -9, 0.0]
+    # N=8: ceil(ln 7) = 2, so 4 bins; the last is closed at 2.0
+    assert M.epsilon_points([0.49, 1.9, 2.0, 2.2], 8).tolist() == [1.0, 2.0 ** -3, 2.0 ** -3, 0.0]
     a, b = rng.normal(0, 1, (64, 20)), rng.normal(0, 1, (64, 20))
     assert M.forgetting_quality(a, b) > M.forgetting_quality(a + 1.5, b)
     assert M.final_score(0.5, 0.9, 1.0, 0.8, 1.0) == pytest.approx(0.36)
@@ -223,7 +253,9 @@ def test_metric_info_complete():
             "mia/ulira_auc", "mia/ulira_bal_acc", "mia/ulira_tpr_at_1fpr", "fq/score",
             "fq/forgetting_quality", "cost/unlearn_s", "cost/peak_mem_mb", "cost/eval_s"}
     assert keys <= set(M.METRIC_INFO)
-    for info in M.METRIC_INFO.values():
-        assert info.direction in {"higher", "lower", "closer_to_retrain"} and info.retrain_reference
+    for key, info in M.METRIC_INFO.items():
+        assert info.direction in {"higher", "lower", "closer_to_retrain", "n/a"} and info.retrain_reference
+        if key in keys - {"cost/peak_mem_mb", "cost/eval_s"}:  # every real metric states a direction
+            assert info.direction != "n/a", key
     md = M.metric_info_markdown()
     assert all(f"`{k}`" in md for k in keys) and md.count("\n") == len(M.METRIC_INFO) + 2

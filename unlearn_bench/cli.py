@@ -118,12 +118,8 @@ def _explain(e: Exception, overrides, compose, config_name: str) -> str:
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> float | None:
     from unlearn_bench.pipeline import run
-    from unlearn_bench.validate import validate_config
     try:
-        # the pipeline builds its own context; validating here as well makes every config problem one line
-        # even where the pipeline builds something before it validates (see docs/errors.md)
-        validate_config(cfg)
-        result = run(cfg)
+        result = run(cfg)  # validates the whole config before it writes or trains anything
     except UnlearnBenchError as e:
         print(f"error: {_one_line(e, 1000)}", file=sys.stderr)
         sys.exit(2)

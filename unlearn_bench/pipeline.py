@@ -30,7 +30,7 @@ from unlearn_bench.reference_models import ReferenceModels
 from unlearn_bench.splits import Split, make_split
 from unlearn_bench.store import env_info, read_complete, write_json
 from unlearn_bench.training import check_finite, cross_entropy, fit
-from unlearn_bench.validate import validate_run
+from unlearn_bench.validate import validate_config
 
 log = logging.getLogger("unlearn_bench")
 RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
@@ -174,15 +174,19 @@ class Context:
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Run one (data, model, method, forget set, seed) configuration; returns metrics.json's content."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
-    chash = config_hash(cfg)
     done = read_complete(run_dir)
-    if done is not None and done.get("config_hash") == chash:
-        log.info("skipping %s: a complete metrics.json for this config exists", run_dir)
-        return done
+    if done is not None:
+        try:
+            same = done.get("config_hash") == config_hash(cfg)
+        except Exception:  # a broken config is reported by validation below, in one line
+            same = False
+        if same:
+            log.info("skipping %s: a complete metrics.json for this config exists", run_dir)
+            return done
 
+    ctx = validate_config(cfg)
+    chash = config_hash(cfg)
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
-    ctx = Context(cfg)
-    validate_run(ctx)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain_config(cfg))))

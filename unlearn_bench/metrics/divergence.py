@@ -32,10 +32,11 @@ def js_divergence(p_logits, q_logits) -> float:
 
 
 def zrf(unlearned_logits, random_logits) -> float:
-    """Zero Retrain Forgetting score of Bad Teacher (Chundawat et al., AAAI'23): 1 - mean JS(theta_u, theta_rand).
+    """ZRF of Bad Teacher (Chundawat et al., AAAI'23): 1 - mean JS(theta_u, theta_rand) on D_f.
 
     JS between the unlearned model's and a randomly initialised model's softmax on D_f (natural log, so
-    ZRF in [1 - ln 2, 1]); higher = the forget outputs look more like a random model. Compare with Retrain's ZRF.
+    ZRF in [1 - ln 2, 1]); higher = the forget outputs look more like a random model. Compare with
+    Retrain's ZRF.
     """
     return 1.0 - js_divergence(unlearned_logits, random_logits)
 

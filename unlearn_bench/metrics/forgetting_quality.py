@@ -2,9 +2,10 @@
 
 Triantafillou et al. 2024, "Are we making progress in unlearning? Findings from the first NeurIPS unlearning
 competition". From one original model, the unlearning algorithm is run N times and N models are retrained
-without D_f; per forget example the logit-scaled confidences of the 2N models form two samples. An (eps, delta)
-privacy-style distinguishability eps_i is estimated from the FPR/FNR of simple decision rules, turned into
-points, and averaged into F in [0, 1] (higher = closer to retraining; Retrain vs Retrain ~ 1).
+without D_f; per forget example the logit-scaled confidences of the 2N models form two samples. An
+(eps, delta) privacy-style distinguishability eps_i is estimated from the FPR/FNR of simple decision
+rules, turned into points, and averaged into F in [0, 1] (higher = closer to retraining;
+Retrain vs Retrain ~ 1).
 """
 from __future__ import annotations
 
@@ -38,13 +39,12 @@ def _rule_errors(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     The thresholds put the rule's FPR on the 0.01 grid a: one-sided rules cut at q(1 - a) / q(a); the
     two-sided rules flag outside [q(a/2), q(1 - a/2)] or inside [q(1/2 - a/2), q(1/2 + a/2)].
     """
-    a = FPR_GRID
-    q = lambda levels: np.quantile(neg, levels)  # noqa: E731
+    a, q = FPR_GRID, np.quantile
     rules = {
-        "above": (q(1 - a), q(1 - a)),
-        "below": (q(a), q(a)),
-        "outside": (q(a / 2), q(1 - a / 2)),
-        "inside": (q(0.5 - a / 2), q(0.5 + a / 2)),
+        "above": (q(neg, 1 - a), q(neg, 1 - a)),
+        "below": (q(neg, a), q(neg, a)),
+        "outside": (q(neg, a / 2), q(neg, 1 - a / 2)),
+        "inside": (q(neg, 0.5 - a / 2), q(neg, 0.5 + a / 2)),
     }
     sp, sn = np.sort(pos), np.sort(neg)
     fpr = np.concatenate([_rates(sn, lo, hi, k) for k, (lo, hi) in rules.items()])
@@ -91,7 +91,7 @@ def epsilon_points(eps, n_runs: int) -> np.ndarray:
     if n_runs < 3:
         raise ValueError("forgetting quality needs at least 3 runs per side")
     upper = math.ceil(math.log(n_runs - 1))
-    n_bins = int(round(upper / 0.5))
+    n_bins = 2 * upper
     e = np.asarray(eps, np.float64)
     k = np.minimum(np.floor(e / 0.5), n_bins - 1)  # the last bin is closed at the upper edge
     return np.where(e <= upper, 2.0 ** -k, 0.0)
@@ -111,6 +111,8 @@ def forgetting_quality(unlearned_scores, retrain_scores, delta: float = 1e-5) ->
 
     ``unlearned_scores``, ``retrain_scores``: (N_runs, n_examples) logit-scaled confidences (phi, see
     mia.logit_scaled_confidence). If the run counts differ, the smaller one sets the bin range.
+    Finite-N noise: two independent samples of one distribution give eps ~ 1 at small N, so F of
+    Retrain vs Retrain sits below 1; report it as the reference row.
     """
     u, r = as_numpy(unlearned_scores), as_numpy(retrain_scores)
     n_runs = min(np.atleast_2d(u).shape[0], np.atleast_2d(r).shape[0])

@@ -42,8 +42,9 @@ def svc_confidence_mia(retain_logits, retain_labels, test_logits, test_labels,
     """MIA-Efficacy of Unlearn-Sparse (Jia et al., NeurIPS'23) and SalUn (Fan et al., ICLR'24).
 
     Feature p_y; attacker SVC(C=3, gamma="auto", rbf) fit on members = the first |D_t| samples of D_r and
-    non-members = D_t (pass retain-class test samples for class forgetting); both sides cut to the smaller size.
-    Returns the fraction of D_f predicted non-member: higher = more forgetting, Retrain ~ 1 (class forgetting).
+    non-members = D_t (pass retain-class test samples for class forgetting); both sides cut to the smaller
+    size. Returns the fraction of D_f predicted non-member: higher = more forgetting, Retrain ~ 1 (class
+    forgetting).
     """
     c_r = true_class_confidence(retain_logits, retain_labels)
     c_t = true_class_confidence(test_logits, test_labels)
@@ -58,9 +59,9 @@ def entropy_member_rate(retain_logits, test_logits, forget_logits, seed: int = 0
                         max_per_side: int = 5000) -> float:
     """Entropy attack of SSD (Foster et al., AAAI'24), Bad Teacher lineage (Chundawat et al., AAAI'23).
 
-    Feature H(softmax(z)); LogisticRegression(class_weight="balanced") fit on D_r (member) vs D_t (non-member),
-    each deterministically subsampled (``seed``) to at most ``max_per_side``. Returns the fraction of D_f
-    predicted member: lower = more forgetting; compare with Retrain's value.
+    Feature H(softmax(z)); LogisticRegression(class_weight="balanced") fit on D_r (member) vs D_t
+    (non-member), each deterministically subsampled (``seed``) to at most ``max_per_side``. Returns the
+    fraction of D_f predicted member: lower = more forgetting; compare with Retrain's value.
     """
     rng = np.random.default_rng(seed)
     h_r = _subsample(entropy(softmax(retain_logits)), max_per_side, rng)
@@ -72,11 +73,12 @@ def entropy_member_rate(retain_logits, test_logits, forget_logits, seed: int = 0
 
 
 def loss_cv_mia(forget_losses, forget_test_losses, n_splits: int = 10, seed: int = 0) -> float:
-    """Loss attack of the NeurIPS'23 Machine Unlearning Challenge starting kit (also SCRUB, Kurmanji et al. 2023).
+    """Loss attack of the NeurIPS'23 Unlearning Challenge starting kit (also SCRUB, Kurmanji et al. 2023).
 
-    Per-sample losses on D_f (member) vs held-out samples (non-member; forget-class test for class forgetting),
-    subsampled (``seed``) to equal size; LogisticRegression; mean accuracy over StratifiedShuffleSplit(n_splits,
-    test_size=0.3) cross-validation. Retrain ~ 0.5; higher = the forget set is still recognisable.
+    Per-sample losses on D_f (member) vs held-out samples (non-member; forget-class test for class
+    forgetting), subsampled (``seed``) to equal size; LogisticRegression; mean accuracy over
+    StratifiedShuffleSplit(n_splits, test_size=0.3) cross-validation. Retrain ~ 0.5; higher = the forget
+    set is still recognisable.
     """
     rng = np.random.default_rng(seed)
     lf, lt = as_numpy(forget_losses, np.float64).ravel(), as_numpy(forget_test_losses, np.float64).ravel()
@@ -113,7 +115,7 @@ def lra_fs(forget_losses, forget_test_losses, seed: int = 0) -> float:
 
 
 def logit_scaled_confidence(logits, labels) -> np.ndarray:
-    """LiRA's phi = log p_y - log(1 - p_y) = z_y - logsumexp_{c != y} z_c (Carlini et al., S&P'22), shape (n,).
+    """LiRA's phi = log p_y - log(1 - p_y) = z_y - logsumexp_{c != y} z_c (Carlini et al., S&P'22), (n,).
 
     Computed from logits so it stays finite when p_y rounds to 1.
     """
