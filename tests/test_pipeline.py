@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from unlearn_bench import pipeline, training
+from unlearn_bench.batches import Normalizer
 from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
-from unlearn_bench.batches import Normalizer
 from unlearn_bench.store import load_results
 
 
@@ -63,15 +63,15 @@ def test_regime_is_enforced():
     assert data.unseen is s
     for name in ("retain", "forget"):
         with pytest.raises(RegimeError):
-            getattr(data, name)
+            _ = getattr(data, name)
     with pytest.raises(RegimeError):
         data.retrain_oracle()
     with pytest.raises(RegimeError):
-        data.unseen_retain
+        _ = data.unseen_retain
     forget_only = UnlearnData(Regime.FORGET_ONLY, "m", 10, [0], "cpu", 0, None, _sets={"forget": s, "unseen": s})
     assert forget_only.forget is s
     with pytest.raises(RegimeError):
-        forget_only.retain
+        _ = forget_only.retain
 
 
 @pytest.mark.parametrize("overrides, fragment", [

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from unlearn_bench import cli, pipeline, validate
 from unlearn_bench.config import compose
-from unlearn_bench.errors import ConfigError, UnlearnBenchError
+from unlearn_bench.errors import UnlearnBenchError
 from unlearn_bench.validate import validate_config
 
 

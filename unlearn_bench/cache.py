@@ -14,8 +14,8 @@ import logging
 import os
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from filelock import FileLock

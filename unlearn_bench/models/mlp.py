@@ -1,6 +1,5 @@
-from collections import OrderedDict
-
 import math
+from collections import OrderedDict
 
 from torch import nn
 
