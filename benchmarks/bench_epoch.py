@@ -121,7 +121,9 @@ def run_case(c: dict, device: str, repeats: int, warmup: bool) -> dict[str, list
         "plain": (fresh_model, lambda m: plain_loop(m, batches())),
         "typical": (typical_model, lambda m: plain_loop(m, typical_loader(c, x, y, cuda), True, amp=False)),
     }
-    return common.alternate(variants, device, repeats, warmup)
+    cpu: dict = {}
+    wall = common.alternate(variants, device, repeats, warmup, cpu=cpu)
+    return wall, cpu
 
 
 def main() -> None:
@@ -135,7 +137,7 @@ def main() -> None:
     figures: dict = {}
     for c in chosen:
         fast = c["name"] == "mlp" and not args.quick  # milliseconds per epoch: more repeats against noise
-        t = run_case(c, device, repeats * (5 if fast else 1), warmup=cuda or fast)
+        t, cpu = run_case(c, device, repeats * (5 if fast else 1), warmup=cuda or fast)
         steps = -(-c["n"] // c["batch"])
         print(f"== {c['name']} {c['shape']} batch {c['batch']}, {c['n']} images ({steps} steps) per epoch")
         for k, v in t.items():
@@ -146,6 +148,9 @@ def main() -> None:
         figures[f"{c['name']} harness/plain"] = h / p
         # best-of-n as well: on a shared machine the fastest repeat is the one least disturbed by others
         figures[f"{c['name']} harness/plain best"] = min(t["harness"]) / min(t["plain"])
+        if not cuda:  # both run in this process: CPU seconds compare them without the neighbours' noise
+            figures[f"{c['name']} harness/plain cpu"] = common.med(cpu["harness"]) / common.med(cpu["plain"])
+            print(f"  harness/plain in CPU time {figures[c['name'] + ' harness/plain cpu']:.2f}x")
         figures[f"{c['name']} bar/plain"] = common.med(t["harness_bar"]) / p
         figures[f"{c['name']} typical/harness"] = ty / h
         figures[f"{c['name']} harness steps/s"] = steps / h

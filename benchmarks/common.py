@@ -63,18 +63,23 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str) -> float:
+def timed(fn, device: str) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds). CPU time barely moves when other jobs share the cores,
+    so it is the steadier measure of overhead between single-process variants; wall time is what a user
+    waits and the only fair one for variants that use worker processes or a GPU."""
     sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def alternate(variants: dict, device: str, repeats: int, warmup: bool = True) -> dict[str, list[float]]:
+def alternate(variants: dict, device: str, repeats: int, warmup: bool = True,
+              cpu: dict | None = None) -> dict[str, list[float]]:
     """Time each variant ``repeats`` times, interleaved (A B C A B C ...), after one untimed warm-up call
     each (kernel selection, allocator, lazy imports) when ``warmup``; the order rotates every repeat. A variant is ``run`` or
-    ``(setup, run)``: ``setup()`` (untimed, e.g. a fresh model) returns what ``run(state)`` gets."""
+    ``(setup, run)``: ``setup()`` (untimed, e.g. a fresh model) returns what ``run(state)`` gets. Returns wall seconds per
+    variant; CPU seconds go into ``cpu`` when given."""
     def call(v, timer=None):
         setup, run = v if isinstance(v, tuple) else (lambda: None, lambda _: v())
         state = setup()
@@ -88,7 +93,10 @@ def alternate(variants: dict, device: str, repeats: int, warmup: bool = True) ->
         # rotate the order: whatever runs right after a variant inherits its aftermath (DataLoader workers
         # exiting, freed memory), so no variant may always follow the same one
         for name in names[r % len(names):] + names[:r % len(names)]:
-            out[name].append(call(variants[name], timed))
+            wall, cpu_s = call(variants[name], timed)
+            out[name].append(wall)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(cpu_s)
     return out
 
 
