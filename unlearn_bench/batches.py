@@ -17,18 +17,28 @@ class Normalizer:
         return (x.float().div_(255.0) - self.mean) / self.std
 
 
-def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+def crop_flip_draws(n: int, pad: int, generator: torch.Generator, device) -> tuple[torch.Tensor, ...]:
+    """Per-sample (row offset, column offset, mirror) for ``random_crop_flip``, drawn on the CPU generator
+    (the same numbers on every device) and copied to ``device`` in one go."""
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    mirror = torch.rand(n, generator=generator) < 0.5
+    return tuple(t.to(device, non_blocking=True) for t in (dy, dx, mirror))
+
+
+def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator | None,
+                     draws: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
     """Random translation by up to ``pad`` pixels (zero padding) and optional horizontal flip, per sample,
-    in one gather: the standard CIFAR augmentation (He et al. 2016) as a batched tensor op."""
+    in one gather: the standard CIFAR augmentation (He et al. 2016) as a batched tensor op. ``draws``
+    (from ``crop_flip_draws``) supplies the random numbers already on the device; else they come from
+    ``generator``."""
     n, c, h, w = x.shape
     dev = x.device
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    dy, dx, mirror = draws if draws is not None else crop_flip_draws(n, pad, generator, dev)
     rows = dy[:, None] + torch.arange(h, device=dev)[None]
     cols = dx[:, None] + torch.arange(w, device=dev)[None]
     if flip:
-        mirror = (torch.rand(n, generator=generator) < 0.5).to(dev)
         cols = torch.where(mirror[:, None], cols.flip(1), cols)
     idx_n = torch.arange(n, device=dev)[:, None, None, None]
     idx_c = torch.arange(c, device=dev)[None, :, None, None]
@@ -59,11 +69,15 @@ class TensorBatches:
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         order = order.to(self.x.device)
+        # one host-to-device copy of the epoch's augmentation draws: a per-batch copy from pageable memory
+        # would make the host wait for the GPU at every step
+        draws = crop_flip_draws(n, 4, self.generator, self.x.device) if self.augment != "none" else None
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
+            idx = order[sl]
             xb = self.x[idx]
-            if self.augment != "none":
-                xb = random_crop_flip(xb, 4, self.augment == "crop_flip", self.generator)
+            if draws is not None:
+                xb = random_crop_flip(xb, 4, self.augment == "crop_flip", None, tuple(d[sl] for d in draws))
             xb = self.normalize(xb)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
