@@ -11,6 +11,7 @@ class Retrain(Method):
     training time, recorded as ``retrain/train_s``; ``cost/unlearn_s`` is only a load on a cache hit."""
 
     regime = Regime.FULL
+    needs_oracle = True
 
     def __init__(self) -> None:
         super().__init__()

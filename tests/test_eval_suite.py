@@ -12,7 +12,8 @@ from unlearn_bench import eval_suite, pipeline
 from unlearn_bench.metrics.info import METRIC_INFO, metric_info, metrics_doc
 
 BOOKKEEPING = {"status", "method", "data", "model", "forget", "seed", "regime", "name", "config_hash",
-               "original_cache_hit", "original_train_s", "retrain/cache_hit", "retrain/train_s"}
+               "original_cache_hit", "original_train_s", "retrain/cache_hit", "retrain/train_s", "setup",
+               "uses_unseen_retain", "uses_oracle"}
 POPULATION = ("mia/svc_confidence", "mia/entropy_member_rate", "mia/loss_cv_acc", "mia/fs", "mia/fr")
 
 

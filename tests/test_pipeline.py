@@ -70,8 +70,27 @@ def test_regime_is_enforced():
         _ = data.unseen_retain
     forget_only = UnlearnData(Regime.FORGET_ONLY, "m", 10, [0], "cpu", 0, None, _sets={"forget": s, "unseen": s})
     assert forget_only.forget is s
+    for name in ("retain", "unseen"):  # forget-only means D_f alone, not the unseen pool too
+        with pytest.raises(RegimeError):
+            _ = getattr(forget_only, name)
+    full = UnlearnData(Regime.FULL, "m", 10, [0], "cpu", 0, None, _sets={"retain": s, "forget": s, "unseen": s})
+    assert full.retain is s and full.forget is s
     with pytest.raises(RegimeError):
-        _ = forget_only.retain
+        _ = full.unseen
+    with pytest.raises(RegimeError, match="oracle"):  # full regime, but not the retrain row: no oracle
+        full.retrain_oracle()
+
+
+def test_report_never_pools_different_setups(digits_cfg, tmp_path):
+    from unlearn_bench.report import summarize
+    a = pipeline.run(digits_cfg("forget.classes=[1]"), tmp_path / "a")
+    b = pipeline.run(digits_cfg("forget.classes=[1]", "forget.unseen.source=test", "forget.unseen.per_class=20"),
+                     tmp_path / "b")
+    c = pipeline.run(digits_cfg("forget.classes=[2]"), tmp_path / "c")
+    assert a["setup"] != b["setup"] and a["setup"] == c["setup"]  # forget classes are not part of a setup
+    table = summarize(load_results(tmp_path))
+    none_rows = table[(table["method"] == "none") & (table["forget"].astype(str) == "1")]
+    assert len(none_rows) == 2 and set(none_rows["n"]) == {1}
 
 
 @pytest.mark.parametrize("overrides, fragment", [

@@ -24,7 +24,7 @@ from torch import nn
 from unlearn_bench.errors import CacheError
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump when training code changes what a spec produces
 
 
 def spec_key(spec: dict) -> str:

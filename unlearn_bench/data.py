@@ -40,16 +40,20 @@ class ImageData:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.train_y.numpy(), minlength=self.num_classes)
 
-    def limit_train(self, n: int | None, seed: int = 0) -> ImageData:
-        """Keep a stratified, seeded subset of ``n`` training images (quick runs on slow machines)."""
-        if n is None or n >= len(self.train_y):
-            return self
-        from sklearn.model_selection import train_test_split
-        keep, _ = train_test_split(np.arange(len(self.train_y)), train_size=int(n),
-                                   stratify=self.train_y.numpy(), random_state=seed)
-        keep = torch.from_numpy(np.sort(keep))
-        self.train_x, self.train_y = self.train_x[keep].contiguous(), self.train_y[keep].contiguous()
+    def limit(self, train: int | None, test: int | None, seed: int = 0) -> ImageData:
+        """Keep stratified, seeded subsets of ``train`` training and ``test`` test images (quick runs)."""
+        self.train_x, self.train_y = _stratified(self.train_x, self.train_y, train, seed)
+        self.test_x, self.test_y = _stratified(self.test_x, self.test_y, test, seed)
         return self
+
+
+def _stratified(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
+    if n is None or n >= len(y):
+        return x, y
+    from sklearn.model_selection import train_test_split
+    keep, _ = train_test_split(np.arange(len(y)), train_size=int(n), stratify=y.numpy(), random_state=seed)
+    keep = torch.from_numpy(np.sort(keep))
+    return x[keep].contiguous(), y[keep].contiguous()
 
 
 class Digits:
@@ -57,9 +61,10 @@ class Digits:
     a stratified, seeded ``test_fraction`` of the images becomes the test split."""
 
     def __init__(self, name: str = "digits", test_fraction: float = 0.25, split_seed: int = 0,
-                 mean=(0.3,), std=(0.37,), unseen_per_class: int = 40, train_limit: int | None = None):
+                 mean=(0.3,), std=(0.37,), unseen_per_class: int = 40, train_limit: int | None = None,
+                 test_limit: int | None = None):
         self.name, self.test_fraction, self.split_seed = name, test_fraction, split_seed
-        self.train_limit = train_limit
+        self.train_limit, self.test_limit = train_limit, test_limit
         self.mean, self.std = tuple(mean), tuple(std)
 
     def load(self, cache_dir: str | Path | None = None) -> ImageData:
@@ -72,7 +77,7 @@ class Digits:
                                   stratify=d.target, random_state=self.split_seed)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return ImageData(self.name, t(x[tr]), t(d.target[tr]).long(), t(x[te]), t(d.target[te]).long(),
-                         10, self.mean, self.std).limit_train(self.train_limit)
+                         10, self.mean, self.std).limit(self.train_limit, self.test_limit)
 
 
 # torchvision class -> (file names that prove a folder holds it, folder torchvision expects)
@@ -89,11 +94,12 @@ class TorchvisionImages:
 
     def __init__(self, name: str, dataset: str, num_classes: int, mean, std, root: str | None = None,
                  system_dirs: list[str] | tuple[str, ...] = (), download: bool = True, augment: str = "none",
-                 install_hint: str = "", unseen_per_class: int = 100, train_limit: int | None = None):
+                 install_hint: str = "", unseen_per_class: int = 100, train_limit: int | None = None,
+                 test_limit: int | None = None):
         self.name, self.dataset, self.num_classes = name, dataset, num_classes
         self.mean, self.std, self.augment = tuple(mean), tuple(std), augment
         self.root, self.system_dirs, self.download = root, list(system_dirs), download
-        self.install_hint, self.train_limit = install_hint, train_limit
+        self.install_hint, self.train_limit, self.test_limit = install_hint, train_limit, test_limit
 
     # -- source resolution -------------------------------------------------------------------------
     def _stage_system_copy(self, system_dir: Path, target_root: Path) -> bool:
@@ -164,7 +170,7 @@ class TorchvisionImages:
         train, test = self.resolve(cache_dir)
         (xtr, ytr), (xte, yte) = _to_tensors(train), _to_tensors(test)
         return ImageData(self.name, xtr, ytr, xte, yte, self.num_classes, self.mean, self.std,
-                         self.augment).limit_train(self.train_limit)
+                         self.augment).limit(self.train_limit, self.test_limit)
 
 
 def _to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:

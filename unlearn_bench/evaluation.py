@@ -3,7 +3,6 @@ Metrics (``unlearn_bench.metrics``) are computed afterwards from these arrays.""
 
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 import torch
@@ -18,15 +17,13 @@ SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen"
 def predict_logits(model: nn.Module, subset: Subset, batch_size: int = 4096) -> np.ndarray:
     model.eval()
     x = subset.x
-    cuda = x.is_cuda
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+    # fp32 on every device: attacks and the epsilon score read confidences near 1, which bf16 would tie
     out = []
-    with autocast:
-        for i in range(0, len(x), batch_size):
-            xb = subset.normalize(x[i:i + batch_size])
-            if subset.channels_last:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            out.append(model(xb).float())
+    for i in range(0, len(x), batch_size):
+        xb = subset.normalize(x[i:i + batch_size])
+        if subset.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        out.append(model(xb).float())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(out).cpu().numpy()

@@ -11,6 +11,9 @@ import hashlib
 import json
 import logging
 import resource
+import threading
+import zipfile
+from dataclasses import asdict
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearn_bench import eval_suite, evaluation, metrics
 from unlearn_bench.batches import Normalizer
-from unlearn_bench.cache import ModelCache, spec_key
+from unlearn_bench.cache import ModelCache, atomic_write_bytes, spec_key
 from unlearn_bench.errors import Diverged
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.reference_models import ReferenceModels
@@ -53,9 +56,19 @@ def plain_config(cfg: DictConfig) -> dict:
 
 def config_hash(cfg: DictConfig) -> str:
     c = plain_config(cfg)
-    for volatile in ("cache_dir", "logger", "progress"):
+    for volatile in ("cache_dir", "logger", "progress", "runs_dir"):
         c.pop(volatile, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def setup_hash(cfg: DictConfig) -> str:
+    """Everything but the method, the seed and the forget classes: runs that share it may be compared,
+    paired and averaged (the report never pools runs of different setups)."""
+    c = plain_config(cfg)
+    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "name", "device"):
+        c.pop(k, None)
+    c.get("forget", {}).pop("classes", None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def pick_device(name: str) -> str:
@@ -64,20 +77,47 @@ def pick_device(name: str) -> str:
     return name
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+class _RssPeak(threading.Thread):
+    """Samples the process's resident memory every 5 ms: the CPU stand-in for max_memory_allocated."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.start_mb = self.peak_mb = _rss_mb()
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.005):
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
 @contextmanager
 def measure(device: str, out: dict, prefix: str):
-    """Wall-clock seconds (synchronised on GPU) and peak memory of the enclosed block."""
-    if device.startswith("cuda"):
+    """Wall-clock seconds (synchronised on GPU) and peak memory of the enclosed block: on GPU the peak
+    allocated by torch; on CPU the peak resident memory *added* during the block (sampled)."""
+    cuda = device.startswith("cuda")
+    sampler = None
+    if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    elif Path("/proc/self/statm").exists():
+        sampler = _RssPeak()
+        sampler.start()
     t0 = time.perf_counter()
     yield
-    if device.startswith("cuda"):
+    if cuda:
         torch.cuda.synchronize()
-        out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:  # process-wide peak RSS: an upper bound on the block's own memory
-        out["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out[f"{prefix}_s"] = time.perf_counter() - t0
+    if cuda:
+        out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    elif sampler is not None:
+        sampler.done.set()
+        sampler.join()
+        out["peak_mem_mb"] = max(sampler.peak_mb, _rss_mb()) - sampler.start_mb
 
 
 class Context:
@@ -129,7 +169,8 @@ class Context:
         data = {k: v for k, v in plain_config(self.cfg)["data"].items() if k not in ("root", "download",
                                                                                       "system_dirs")}
         return {"data": data, "model": plain_config(self.cfg)["model"], "train": plain_config(self.cfg)["train"],
-                "seed": int(self.cfg.seed), "unseen": plain_config(self.cfg)["forget"]["unseen"]}
+                "seed": int(self.cfg.seed), "unseen": plain_config(self.cfg)["forget"]["unseen"],
+                "precision": "bf16-mixed" if self.device.startswith("cuda") else "32-true"}
 
     def _trainer(self, subset: Subset, job: str, logger, shuffle_seed: int | None = None):
         recipe = self.cfg.train
@@ -153,7 +194,36 @@ class Context:
         subset = self.subset(x, y, s.train_idx)
         model, meta, hit = self.cache.get_or_train("original", self._spec(), lambda: self.build_model(self.cfg.seed),
                                                    self._trainer(subset, "train", logger))
-        return model.to(self.device).eval(), meta, hit
+        return self.placed(model), meta, hit
+
+    def placed(self, model):
+        """On the device, in eval mode, channels_last for conv models on GPU (also after a cache load)."""
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model.eval()
+
+    def logits(self, model, meta: dict) -> dict[str, np.ndarray]:
+        """Logits of a *cached* model on this run's splits, computed once per (checkpoint, split) and kept
+        beside the checkpoint: every method of a sweep shares the original's and the oracle's outputs."""
+        split_hash = hashlib.sha256(json.dumps(asdict(self.split), sort_keys=True).encode()).hexdigest()[:16]
+        path = self.cache.root / "logits" / f"{meta['sha256'][:20]}-{split_hash}.npz"
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    out = {k: z[k] for k in z.files}
+                if set(out) == set(self.subsets) and all(len(out[k]) == len(v) for k, v in self.subsets.items()):
+                    return out
+            except (OSError, ValueError, zipfile.BadZipFile):
+                log.warning("cached logits %s unreadable; recomputing", path.name)
+        out = evaluation.collect(model, self.subsets, self.cfg.eval.batch_size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def save(p):
+            with open(p, "wb") as f:
+                np.savez(f, **out)
+        atomic_write_bytes(path, save)
+        return out
 
     def _retrain_spec(self) -> dict:
         return {**self._spec(), "forget_classes": self.split.forget_classes}
@@ -168,7 +238,7 @@ class Context:
         model, meta, hit = self.cache.get_or_train(
             "retrain", spec, lambda: self.build_model(self.cfg.seed + RETRAIN_SEED_OFFSET),
             self._trainer(self.subsets["retain_train"], "retrain", logger))
-        return model.to(self.device).eval(), {**meta, "cache_hit": hit}
+        return self.placed(model), {**meta, "cache_hit": hit}
 
 
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
@@ -189,6 +259,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.json", "predictions.npz"):  # a finished run of a *different* config
+        (run_dir / stale).unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain_config(cfg))))
     ctx.split.save(run_dir / "split.json")
     write_json(run_dir / "env.json", env_info(ctx.device))
@@ -212,17 +284,20 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
         _sets={"retain": ctx.subsets["retain_train"], "forget": ctx.subsets["forget_train"],
                "unseen": ctx.subsets["unseen"]},
         _unseen_retain=ctx.unseen_retain if ctx.method.needs_unseen_retain else None,
-        _oracle=lambda: ctx.retrain(logger), logger=logger.lightning("unlearn"), progress=cfg.progress)
+        _oracle=(lambda: ctx.retrain(logger)) if ctx.method.needs_oracle else None,
+        logger=logger.lightning("unlearn"), progress=cfg.progress)
 
     result = {"status": "ok", "method": ctx.method_label, "data": ctx.labels.get("data", ctx.data.name),
               "model": ctx.labels.get("model", ""), "forget": "-".join(map(str, ctx.split.forget_classes)),
               "seed": int(cfg.seed), "regime": ctx.method.regime.value, "name": cfg.name,
-              "config_hash": chash, "original_cache_hit": hit, "original_train_s": meta.get("train_s")}
+              "uses_unseen_retain": bool(ctx.method.needs_unseen_retain), "uses_oracle": ctx.method.needs_oracle,
+              "config_hash": chash, "setup": setup_hash(cfg), "original_cache_hit": hit, "original_train_s": meta.get("train_s")}
     cost: dict = {}
     torch.manual_seed(int(cfg.seed))
+    working_copy = copy.deepcopy(original)  # not part of the method's cost
     try:
         with measure(ctx.device, cost, "unlearn"):
-            unlearned = ctx.method.unlearn(copy.deepcopy(original), data)
+            unlearned = ctx.method.unlearn(working_copy, data)
         check_finite(unlearned)
     except Diverged as e:
         result.update(status="failed", reason=str(e), **{f"cost/{k}": v for k, v in cost.items()})
@@ -235,7 +310,7 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
 
     t0 = time.perf_counter()
     labels = {k: s.y.cpu().numpy() for k, s in ctx.subsets.items()}
-    logits_o = evaluation.collect(original, ctx.subsets, cfg.eval.batch_size)
+    logits_o = ctx.logits(original, meta)
     logits_u = evaluation.collect(unlearned, ctx.subsets, cfg.eval.batch_size)
     result.update(evaluation.accuracies(logits_u, labels))
     result.update(evaluation.accuracies(logits_o, labels, prefix="original/"))
@@ -267,9 +342,10 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, unlearned, logits_o
     models = {"original": logits_o, "unlearned": logits_u}
 
     retrain = logits_r = None
+    # eval.retrain=true makes every row carry oracle metrics; otherwise they appear when the oracle is cached
     if ev.retrain or ev.shadows or ev.fq_runs or ctx.retrain_cached():
         retrain, rmeta = ctx.retrain(logger)
-        logits_r = models["retrain"] = evaluation.collect(retrain, ctx.subsets, ev.batch_size)
+        logits_r = models["retrain"] = ctx.logits(retrain, rmeta)
         out["eval/retrain_cache_hit"], out["eval/retrain_train_s"] = rmeta["cache_hit"], rmeta.get("train_s")
         out.update(evaluation.accuracies(logits_r, labels, prefix="retrain/"))
         mia_r = eval_suite.population_mias(logits_r, labels, logits_o, seed)

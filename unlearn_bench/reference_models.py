@@ -43,10 +43,12 @@ class ReferenceModels:
         subset = ctx.subset(ctx.train_x, ctx.train_y, idx)
         model, _, _ = ctx.cache.get_or_train(kind, spec, lambda: ctx.build_model(init_seed),
                                              ctx._trainer(subset, kind, self.logger, shuffle_seed))
-        return model.to(ctx.device).eval()
+        return ctx.placed(model)
 
-    def _unlearn(self, original, retain_idx, oracle, seed: int):
-        """A fresh instance of the configured method on a copy of ``original``; None if it diverges."""
+    def _unlearn(self, original, retain_idx, oracle_fn, seed: int):
+        """A fresh instance of the configured method on a copy of ``original``; None if it diverges.
+        ``oracle_fn`` trains (lazily) a retrain *independent* of the reference side: a method that returns
+        the oracle (``retrain``) must be compared with other retrains, not with the very same model."""
         ctx = self.ctx
         method = instantiate(ctx.cfg.method)
         data = UnlearnData(
@@ -55,7 +57,7 @@ class ReferenceModels:
             _sets={"retain": ctx.subset(ctx.train_x, ctx.train_y, retain_idx), "forget": self.forget,
                    "unseen": ctx.subsets["unseen"]},
             _unseen_retain=ctx.unseen_retain if method.needs_unseen_retain else None,
-            _oracle=lambda: (oracle, {}), logger=False, progress=False)
+            _oracle=(lambda: (oracle_fn(), {})) if method.needs_oracle else None, logger=False, progress=False)
         torch.manual_seed(seed)
         try:
             model = method.unlearn(copy.deepcopy(original), data)
@@ -82,7 +84,9 @@ class ReferenceModels:
             orig = self._train("shadow_original", {**base, "shadow": i, "half_seed": seed},
                                np.concatenate([np.asarray(s.forget_train), half]), init, init)
             out = self._train("shadow_retrain", {**base, "shadow": i, "half_seed": seed}, half, init + 1, init)
-            unl = self._unlearn(orig, half, out, seed=int(ctx.cfg.seed) + i)
+            twin = {**base, "shadow": i, "half_seed": seed, "twin": 1}
+            unl = self._unlearn(orig, half, lambda t=twin, h=half, j=init: self._train("shadow_retrain", t, h, j + 2, j + 2),
+                                seed=int(ctx.cfg.seed) + i)
             if unl is None:
                 return None
             ins.append(self.phi(unl))
@@ -96,7 +100,11 @@ class ReferenceModels:
         subsets = {k: ctx.subsets[k] for k in ("retain_train", "retain_test")}
         runs = {"u": [], "r": []}
         for i in range(n):
-            unl = self._unlearn(original, s.retain_train, retrain, seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
+            twin_init = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i + 5
+            unl = self._unlearn(original, s.retain_train,
+                                lambda i=i, j=twin_init: self._train("fq_retrain", {**base, "fq_twin": i},
+                                                                     np.asarray(s.retain_train), j, j),
+                                seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
             if unl is None:
                 return None
             if i == 0:

@@ -91,12 +91,21 @@ def write_table(table: pd.DataFrame, path: str | Path, heading: str = "") -> str
     return md
 
 
-def _original_rows(ok: pd.DataFrame) -> pd.DataFrame:
-    """One Original row per (data, model, forget, seed), from the ``original/`` keys of any run."""
+def group_keys(df: pd.DataFrame) -> list[str]:
+    """(data, model, forget), plus ``setup`` (a hash of everything but method and seed) when runs of
+    different setups (e.g. unseen-pool protocol, train recipe, data subset) share those: they are never
+    averaged together."""
+    if "setup" in df.columns and df["setup"].nunique(dropna=False) > 1:
+        return GROUP + ["setup"]
+    return list(GROUP)
+
+
+def _original_rows(ok: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+    """One Original row per (data, model, forget[, setup], seed), from the ``original/`` keys of any run."""
     cols = [c for c in ok.columns if c.startswith("original/")]
     if not cols:
         return ok.iloc[0:0]
-    orig = ok.drop_duplicates(GROUP + ["seed"])[GROUP + ["seed"] + cols].copy()
+    orig = ok.drop_duplicates(group + ["seed"])[group + ["seed"] + cols].copy()
     orig.columns = [c.removeprefix("original/") for c in orig.columns]
     orig["method"] = "Original"
     orig["cost/unlearn_s"] = 0.0
@@ -122,9 +131,10 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     if df.empty:
         return df
     by = [c for c in (by or []) if c in df.columns]
-    keys = GROUP + ["method"] + by
+    group = group_keys(df)
+    keys = group + ["method"] + by
     ok = df[df["status"] == "ok"]
-    orig = _original_rows(ok)  # one per (forget set, seed) before pooling: forget metrics differ by class
+    orig = _original_rows(ok, group)  # one per (forget set, seed) before pooling: forget metrics differ by class
     if pool_forget:
         df, ok, orig = (d.assign(forget="all") for d in (df, ok, orig))
     both = pd.concat([orig, ok], ignore_index=True)
@@ -150,7 +160,7 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     tmp = {f"_n{i}": pd.to_numeric(out[c], errors="coerce") for i, c in enumerate(by)}
     tmp.update({f"_s{i}": out[c].astype(str) for i, c in enumerate(by)})
     out = out.assign(**tmp)
-    keys = GROUP + ["_o"] + [k for i in range(len(by)) for k in (f"_n{i}", f"_s{i}")]
+    keys = group + ["_o"] + [k for i in range(len(by)) for k in (f"_n{i}", f"_s{i}")]
     out = out.sort_values(keys, kind="stable", na_position="first").drop(columns=["_o", *tmp]).reset_index(drop=True)
     for c in by:  # a method without this setting shows a blank, not "nan"
         out[c] = out[c].map(lambda v: "" if pd.isna(v) else v)
@@ -161,7 +171,7 @@ def varying_settings(df: pd.DataFrame) -> list[str]:
     """``cfg/method.*`` columns that differ between runs of one method on one task, forget set and seed:
     the swept settings that must split a table's rows (else variants would be averaged together)."""
     cols = [c for c in df.columns if c.startswith("cfg/method.")]
-    keys = [k for k in GROUP + ["method", "seed"] if k in df.columns]
+    keys = [k for k in group_keys(df) + ["method", "seed"] if k in df.columns]
     if not cols or df.empty:
         return []
     counts = df[keys + cols].astype(str).groupby(keys)[cols].nunique()
@@ -197,7 +207,7 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
         ok = g[g["status"] == "ok"]
         if figures and not ok.empty:
             from unlearn_bench import figures as figs
-            runs = pd.concat([_original_rows(ok), ok], ignore_index=True)
+            runs = pd.concat([_original_rows(ok, group_keys(ok)), ok], ignore_index=True)
             label = runs["method"].astype(str)
             for c in by or []:
                 if c in runs.columns:  # "lra_npp h=40": one marker per variant; Original has none

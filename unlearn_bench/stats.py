@@ -65,7 +65,8 @@ def compare_to_reference(df: pd.DataFrame, metrics: list[str], reference: str = 
         for m in metrics:
             if m not in g.columns or m not in ref.columns:
                 continue
-            pairs = g[PAIR_KEYS + [m]].merge(ref[PAIR_KEYS + [m]], on=PAIR_KEYS, suffixes=("", "_ref"))
+            on = PAIR_KEYS + (["setup"] if "setup" in ok.columns else [])  # never pair across setups
+            pairs = g[on + [m]].merge(ref[on + [m]], on=on, suffixes=("", "_ref"))
             pairs = pairs.dropna(subset=[m, f"{m}_ref"])
             if pairs.empty:
                 continue

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 
 from unlearn_bench import figures, stats
-from unlearn_bench.report import PAPER_COLUMNS, _original_rows, experiment_cli, summarize, write_table
+from unlearn_bench.report import PAPER_COLUMNS, _original_rows, experiment_cli, group_keys, summarize, write_table
 
 # lra_npp.md: the authors' published MNIST re-run, mean over 5 seeds
 AUTHORS = "| method | At | Ag | Fr | Time (s) |\n|---|---|---|---|---|\n" \
@@ -30,7 +30,7 @@ def main(argv=None):
                                f"### Paired with Retrain (`{source}`)")]
         ok = g[g["status"] == "ok"]
         if not ok.empty:
-            figures.pareto(pd.concat([_original_rows(ok), ok]), out / f"pareto_{source}.png",
+            figures.pareto(pd.concat([_original_rows(ok, group_keys(ok)), ok]), out / f"pareto_{source}.png",
                            forget="acc/forget_train", retain="acc/retain_train", title=f"unseen: {source}")
             md += [f"![At vs Ag, {source}](pareto_{source}.png)", ""]
     (out / "README_results.md").write_text("\n".join(md))

@@ -55,9 +55,9 @@ class Subset:
         return Subset(self.x[idx], self.y[idx], self.normalize, self.augment, self.channels_last)
 
 
-_ALLOWED = {
-    Regime.FULL: {"retain", "forget", "unseen"},
-    Regime.FORGET_ONLY: {"forget", "unseen"},
+_ALLOWED = {  # exactly the sets of methods.md's regimes: a wider regime does not imply the unseen pool
+    Regime.FULL: {"retain", "forget"},
+    Regime.FORGET_ONLY: {"forget"},
     Regime.ZERO_SHOT: {"unseen"},
 }
 
@@ -107,8 +107,12 @@ class UnlearnData:
         return self._unseen_retain
 
     def retrain_oracle(self) -> tuple[nn.Module, dict]:
-        """The model retrained from scratch on D_r (cached). Needs the full regime."""
+        """The model retrained from scratch on D_r (cached): only for a method that declares
+        ``needs_oracle`` (the ``retrain`` row itself) — every other method is scored against it."""
         self._get("retain")
+        if self._oracle is None:
+            raise RegimeError(f"method {self.method} asked for the retrain oracle, the model it is scored "
+                              f"against; fix: only the retrain method (needs_oracle=True) may use it")
         return self._oracle()
 
 
@@ -117,7 +121,8 @@ class Method:
     arguments with the defaults stated in the method's YAML (``conf/method/<label>.yaml``)."""
 
     regime: ClassVar[Regime] = Regime.FULL
-    needs_unseen_retain: bool = False
+    needs_unseen_retain: bool = False  # unseen images of the other classes (recorded in metrics.json)
+    needs_oracle: ClassVar[bool] = False  # the retrain oracle itself: the `retrain` row only
 
     def __init__(self) -> None:
         self.extra_metrics: dict[str, float] = {}
