@@ -19,7 +19,7 @@ from baselines.l1_sparse import L1Sparse
 from baselines.neggrad_plus import NegGradPlus
 from baselines.random_label import RandomLabel
 from baselines.salun import SalUn
-from unlearn_bench import pipeline
+from unlearn_bench import context, pipeline
 from unlearn_bench.batches import Normalizer
 from unlearn_bench.data import Digits
 from unlearn_bench.errors import ConfigError, RegimeError
@@ -77,14 +77,14 @@ def params(model):
 
 
 def test_retrain_oracle_trains_on_retain_only_from_a_fresh_init(digits_cfg, tmp_path, monkeypatch):
-    calls, real_fit = [], pipeline.fit
+    calls, real_fit = [], context.fit
 
     def recording_fit(model, batches, *a, **k):
         labels = torch.cat([y for _, y in batches])
         calls.append({"model": model, "init": params(model), "labels": set(labels.tolist())})
         return real_fit(model, batches, *a, **k)
 
-    monkeypatch.setattr(pipeline, "fit", recording_fit)
+    monkeypatch.setattr(context, "fit", recording_fit)
     cfg = digits_cfg("method=retrain", f"forget.classes=[{FORGET}]", "seed=5", "train.epochs=3",
                      f"cache_dir={tmp_path / 'cache'}")  # a private cache: both models train here
     m = pipeline.run(cfg, tmp_path / "a")

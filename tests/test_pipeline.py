@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_bench import pipeline, training
+from unlearn_bench import context, pipeline, training
 from unlearn_bench.batches import Normalizer
 from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
@@ -39,7 +39,7 @@ def test_second_run_hits_the_cache(digits_cfg, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("the original model was retrained")
-    monkeypatch.setattr(pipeline, "fit", boom)
+    monkeypatch.setattr(context, "fit", boom)
     m = pipeline.run(digits_cfg("forget.classes=[2]"), tmp_path / "b")
     assert m["original_cache_hit"] is True
 

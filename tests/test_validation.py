@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException, OverrideParseException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unlearn_bench import cli, pipeline, validate
+from unlearn_bench import cli, context, validate
 from unlearn_bench.config import compose
 from unlearn_bench.errors import UnlearnBenchError
 from unlearn_bench.validate import validate_config
@@ -19,7 +19,7 @@ from unlearn_bench.validate import validate_config
 def no_training(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("validation trained something")
-    monkeypatch.setattr(pipeline, "fit", boom)
+    monkeypatch.setattr(context, "fit", boom)
 
 
 def _one_line(e, fragment):

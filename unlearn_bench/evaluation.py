@@ -3,7 +3,6 @@ Metrics (``unlearn_bench.metrics``) are computed afterwards from these arrays.""
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import nn

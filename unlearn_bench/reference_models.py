@@ -25,7 +25,6 @@ from hydra.utils import instantiate
 from unlearn_bench import evaluation
 from unlearn_bench import metrics as M
 from unlearn_bench.errors import Diverged
-from unlearn_bench.methods.base import UnlearnData
 from unlearn_bench.training import check_finite
 
 log = logging.getLogger("unlearn_bench")
@@ -51,13 +50,8 @@ class ReferenceModels:
         the oracle (``retrain``) must be compared with other retrains, not with the very same model."""
         ctx = self.ctx
         method = instantiate(ctx.cfg.method)
-        data = UnlearnData(
-            regime=method.regime, method=ctx.method_label, num_classes=ctx.data.num_classes,
-            forget_classes=ctx.split.forget_classes, device=ctx.device, seed=seed, recipe=ctx.cfg.train,
-            _sets={"retain": ctx.subset(ctx.train_x, ctx.train_y, retain_idx), "forget": self.forget,
-                   "unseen": ctx.subsets["unseen"]},
-            _unseen_retain=ctx.unseen_retain if method.needs_unseen_retain else None,
-            _oracle=(lambda: (oracle_fn(), {})) if method.needs_oracle else None, logger=False, progress=False)
+        data = ctx.unlearn_data(method, ctx.subset(ctx.train_x, ctx.train_y, retain_idx),
+                                lambda: (oracle_fn(), {}), seed)
         torch.manual_seed(seed)
         try:
             model = method.unlearn(copy.deepcopy(original), data)

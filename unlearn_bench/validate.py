@@ -165,7 +165,7 @@ def build_context(cfg):
     the configuration (a bad argument to a ``_target_``, a value sklearn rejects) as one-line errors."""
     from hydra.errors import InstantiationException
 
-    from unlearn_bench.pipeline import Context  # the pipeline imports this module
+    from unlearn_bench.context import Context
 
     try:
         return Context(cfg)

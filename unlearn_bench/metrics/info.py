@@ -36,7 +36,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
         "MIA-Efficacy: share of D_f an RBF SVC on p_y (D_r vs retain-class D_t) calls non-member", "higher",
         "~ 1", _SPARSE_SALUN),
     "mia/entropy_member_rate": MetricInfo(
-        "share of D_f a balanced logistic regression on softmax entropy (D_r vs D_t) calls member", "lower",
+        "share of D_f a balanced logistic regression on softmax entropy (D_r vs retain-class D_t) calls member", "lower",
         "compare with Retrain (~ 0)", "Foster et al. AAAI'24 (SSD); Chundawat et al. AAAI'23 (Bad Teacher)"),
     "mia/loss_cv_acc": MetricInfo(
         "CV accuracy of logistic regression on loss, D_f vs forget-class test, balanced",
@@ -61,9 +61,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "relearn/reached": MetricInfo("1 if relearning reached the target within eval.relearn_max_steps, else 0 "
                                   "(relearn/steps is then censored at the maximum)", "closer_to_retrain",
                                   "retrain's own", "harness bookkeeping"),
-    "mia/ulira_auc": MetricInfo("U-LiRA per-example likelihood-ratio AUC, unlearned vs retrained targets",
-                                "lower", "0.5", _ULIRA),
-    "mia/ulira_bal_acc": MetricInfo("U-LiRA balanced accuracy at the best threshold", "lower", "0.5",
+    "mia/ulira_auc": MetricInfo("U-LiRA per-example likelihood-ratio AUC, unlearned vs retrained targets "
+                                "(below 0.5 also tells them apart)", "closer_to_retrain", "0.5", _ULIRA),
+    "mia/ulira_bal_acc": MetricInfo("U-LiRA balanced accuracy at the best threshold", "closer_to_retrain", "0.5",
                                     _ULIRA),
     "mia/ulira_tpr_at_1fpr": MetricInfo("U-LiRA TPR at 1% FPR", "lower", "0.01", _ULIRA),
     "fq/score": MetricInfo("challenge final score F x (RA_u/RA_r) x (TA_u/TA_r)", "higher", "~ 1",
@@ -72,7 +72,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
                                         "higher", "~ 1", _CHALLENGE),
     "cost/unlearn_s": MetricInfo("wall-clock seconds of the unlearning step alone (GPU synchronised)",
                                  "lower", "retrain's time (the budget to beat)", "metrics.md (cost)"),
-    "cost/peak_mem_mb": MetricInfo("peak memory in MiB (GPU max_memory_allocated, else CPU max RSS)",
+    "cost/peak_mem_mb": MetricInfo("peak memory in MiB of the unlearning step (GPU max_memory_allocated; CPU: peak resident memory added during the step, sampled every 5 ms)",
                                    "lower", "retrain's peak", f"{_LRA} (G)"),
     "cost/eval_s": MetricInfo("wall-clock seconds of the whole evaluation: output collection, attacks, oracle "
                               "(trained here if eval.retrain and not cached), relearn, reference models; not "
