@@ -154,6 +154,13 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
         for c in columns:
             row[c] = _cell(pd.to_numeric(g[c], errors="coerce").dropna())
         rows.append(row)
+    seen = {tuple(str(r[k]) for k in keys) for r in rows}
+    bad = df[df["status"] != "ok"]
+    for key, g in (bad.groupby([k for k in keys if k in bad.columns], sort=False, dropna=False)
+                   if not bad.empty else []):
+        key = key if isinstance(key, tuple) else (key,)
+        if tuple(str(k) for k in key) not in seen:  # every run of it failed: still a row, never dropped
+            rows.append({**dict(zip(keys, key)), "n": 0, "failed": len(g), **{c: "—" for c in columns}})
     out = pd.DataFrame(rows)
     out["_o"] = out["method"].map(_order)
     # variants sort numerically when they are numbers (H = 5 before 40), else by name; blanks first

@@ -1,0 +1,24 @@
+import pandas as pd
+
+from unlearn_bench.report import summarize
+
+
+def _row(method, status="ok", seed=0, **m):
+    return {"data": "digits", "model": "mlp", "forget": "3", "method": method, "seed": seed, "status": status,
+            "setup": "s1", **m}
+
+
+def test_failed_only_method_keeps_a_row_and_failures_are_not_averaged():
+    df = pd.DataFrame([
+        _row("none", **{"acc/forget_train": 1.0, "original/acc/forget_train": 1.0}),
+        _row("none", seed=1, **{"acc/forget_train": 0.8, "original/acc/forget_train": 0.8}),
+        _row("grad_ascent", status="failed"),
+        _row("finetune", **{"acc/forget_train": 0.2, "original/acc/forget_train": 1.0}),
+        _row("finetune", status="failed", seed=1),
+    ])
+    t = summarize(df, columns=["acc/forget_train"]).set_index("method")
+    assert list(t.index[:1]) == ["Original"]
+    assert t.loc["grad_ascent", "n"] == 0 and t.loc["grad_ascent", "failed"] == 1
+    assert t.loc["finetune", "n"] == 1 and t.loc["finetune", "failed"] == 1
+    assert t.loc["finetune", "acc/forget_train"] == "0.200"
+    assert t.loc["none", "acc/forget_train"] == "0.900 ± 0.141"  # mean ± sample std over the 2 seeds
