@@ -17,7 +17,7 @@ def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -57,7 +57,7 @@ def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train",
     ax.plot(g["f"].to_numpy()[front], g["r"].to_numpy()[front], "k--", lw=0.8, alpha=0.6, label="Pareto front")
     ax.set(xlabel=f"{forget} (lower = more forgotten)", ylabel=f"{retain} (higher = better kept)",
            title=title or "forget vs retain; marker size = unlearning cost")
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: never on a point
     return _save(fig, path)
 
 

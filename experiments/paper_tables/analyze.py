@@ -7,7 +7,14 @@ import sys
 import pandas as pd
 
 from unlearn_bench import figures, stats
-from unlearn_bench.report import PAPER_COLUMNS, _original_rows, experiment_cli, group_keys, summarize, write_table
+from unlearn_bench.report import (
+    PAPER_COLUMNS,
+    _original_rows,
+    experiment_cli,
+    group_keys,
+    summarize,
+    write_table,
+)
 
 # lra_npp.md: the authors' published MNIST re-run, mean over 5 seeds
 AUTHORS = "| method | At | Ag | Fr | Time (s) |\n|---|---|---|---|---|\n" \
