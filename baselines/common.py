@@ -88,6 +88,22 @@ class TrainingMethod(Method):
         (Path(run_dir) / "loss_curve.json").write_text(json.dumps({"per_epoch_loss": self.curve}))
 
 
+class SGDMethod(TrainingMethod):
+    """A training method driven by one SGD optimiser: the shared hyperparameters and their checks."""
+
+    def __init__(self, epochs: int, lr: float, momentum: float, weight_decay: float, batch_size: int) -> None:
+        super().__init__()
+        self.epochs, self.lr, self.momentum = epochs, lr, momentum
+        self.weight_decay, self.batch_size = weight_decay, batch_size
+
+    def validate(self, model, info) -> None:
+        check_positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+
+    def train_sgd(self, model: nn.Module, batches, loss_fn, data: UnlearnData, after_step=None) -> list[float]:
+        return self.train(model, batches, loss_fn, data, self.epochs, self.lr, self.momentum, self.weight_decay,
+                          after_step)
+
+
 def check_positive(**values) -> None:
     """Shared ``validate`` helper: every named hyperparameter must be > 0."""
     for name, v in values.items():

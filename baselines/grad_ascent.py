@@ -4,7 +4,7 @@ the GA baseline of Jia et al. NeurIPS'23)."""
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import TrainingMethod, check_positive
+from baselines.common import SGDMethod
 from unlearn_bench.methods.base import Regime, UnlearnData
 
 
@@ -13,7 +13,7 @@ def negative_ce(model, batch):
     return -F.cross_entropy(model(x), y)
 
 
-class GradAscent(TrainingMethod):
+class GradAscent(SGDMethod):
     """Descend on −CE(D_f). Unbounded, so the budget (epochs × lr) is what keeps it from destroying the
     model; ``fit`` reports divergence as a failed run."""
 
@@ -21,14 +21,9 @@ class GradAscent(TrainingMethod):
 
     def __init__(self, epochs: int = 5, lr: float = 1e-4, momentum: float = 0.9, weight_decay: float = 0.0,
                  batch_size: int = 32) -> None:
-        super().__init__()
-        self.epochs, self.lr, self.momentum = epochs, lr, momentum
-        self.weight_decay, self.batch_size = weight_decay, batch_size
-
-    def validate(self, model, info) -> None:
-        check_positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        super().__init__(epochs, lr, momentum, weight_decay, batch_size)
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         batches = data.forget.batches(self.batch_size, shuffle=True, seed=data.seed)
-        self.train(model, batches, negative_ce, data, self.epochs, self.lr, self.momentum, self.weight_decay)
+        self.train_sgd(model, batches, negative_ce, data)
         return model

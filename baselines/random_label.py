@@ -3,27 +3,22 @@
 
 from torch import nn
 
-from baselines.common import TrainingMethod, check_positive, relabelled_union
+from baselines.common import SGDMethod, relabelled_union
 from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.training import cross_entropy
 
 
-class RandomLabel(TrainingMethod):
+class RandomLabel(SGDMethod):
     """CE on D_r ∪ (D_f with a fixed random retain-class label per sample), shuffled together."""
 
     regime = Regime.FULL
 
     def __init__(self, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
                  batch_size: int = 128) -> None:
-        super().__init__()
-        self.epochs, self.lr, self.momentum = epochs, lr, momentum
-        self.weight_decay, self.batch_size = weight_decay, batch_size
-
-    def validate(self, model, info) -> None:
-        check_positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        super().__init__(epochs, lr, momentum, weight_decay, batch_size)
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         union = relabelled_union(data.retain, data.forget, data.num_classes, data.forget_classes, data.seed)
         batches = union.batches(self.batch_size, shuffle=True, seed=data.seed)
-        self.train(model, batches, cross_entropy(), data, self.epochs, self.lr, self.momentum, self.weight_decay)
+        self.train_sgd(model, batches, cross_entropy(), data)
         return model

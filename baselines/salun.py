@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import TrainingMethod, check_positive, relabelled_union
+from baselines.common import SGDMethod, relabelled_union
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.training import cross_entropy
@@ -31,7 +31,7 @@ def saliency_mask(model: nn.Module, forget: Subset, ratio: float, batch_size: in
     return masks
 
 
-class SalUn(TrainingMethod):
+class SalUn(SGDMethod):
     """Weights outside the mask stay bit-identical: their gradients are zeroed by hooks and, since SGD
     momentum and weight decay would still move them, they are copied back after every optimizer step."""
 
@@ -39,13 +39,12 @@ class SalUn(TrainingMethod):
 
     def __init__(self, mask_ratio: float = 0.5, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, batch_size: int = 128) -> None:
-        super().__init__()
-        self.mask_ratio, self.epochs, self.lr, self.momentum = mask_ratio, epochs, lr, momentum
-        self.weight_decay, self.batch_size = weight_decay, batch_size
+        super().__init__(epochs, lr, momentum, weight_decay, batch_size)
+        self.mask_ratio = mask_ratio
         self.masks: dict[str, torch.Tensor] = {}
 
     def validate(self, model, info) -> None:
-        check_positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        super().validate(model, info)
         if not 0 < self.mask_ratio <= 1:
             raise ConfigError(f"method.mask_ratio={self.mask_ratio} must be in (0, 1]; fix: e.g. 0.5")
 
@@ -63,8 +62,7 @@ class SalUn(TrainingMethod):
         union = relabelled_union(data.retain, data.forget, data.num_classes, data.forget_classes, data.seed)
         batches = union.batches(self.batch_size, shuffle=True, seed=data.seed)
         try:
-            self.train(model, batches, cross_entropy(), data, self.epochs, self.lr, self.momentum,
-                       self.weight_decay, after_step=restore)
+            self.train_sgd(model, batches, cross_entropy(), data, after_step=restore)
         finally:
             for h in hooks:
                 h.remove()
