@@ -126,10 +126,12 @@ def test_strongest_roc_picks_the_most_separating_attack():
 def test_ulira_and_fq_on_built_scores():
     rng = np.random.default_rng(2)
     ins, outs = rng.normal(4, 1, (8, 50)), rng.normal(-4, 1, (8, 50))
-    far = eval_suite.ulira_metrics(rng.normal(4, 1, 50), rng.normal(-4, 1, 50), ins, outs)
-    assert far["mia/ulira_auc"] > 0.99
-    same = eval_suite.ulira_metrics(rng.normal(0, 1, 50), rng.normal(0, 1, 50), ins, outs)
-    assert 0.3 < same["mia/ulira_auc"] < 0.7
+    far = eval_suite.ulira_metrics(None, None, ins, outs)  # 8 pairs: leave-one-out over the shadows
+    assert far["mia/ulira_auc"] > 0.99 and far["eval/ulira_targets"] == "shadow_loo"
+    same = eval_suite.ulira_metrics(None, None, rng.normal(0, 1, (8, 50)), rng.normal(0, 1, (8, 50)))
+    assert 0.4 < same["mia/ulira_auc"] < 0.6
+    few = eval_suite.ulira_metrics(rng.normal(4, 1, 50), rng.normal(-4, 1, 50), ins[:2], outs[:2])
+    assert few["mia/ulira_auc"] > 0.99 and few["eval/ulira_targets"] == "run"
     acc = {"ra": 0.9, "ta": 0.8}
     fq = eval_suite.fq_metrics(rng.normal(0, 1, (8, 40)), rng.normal(0, 1, (8, 40)), acc, acc)
     bad = eval_suite.fq_metrics(rng.normal(6, 1, (8, 40)), rng.normal(0, 1, (8, 40)), acc, {"ra": 0.9, "ta": 1.6})

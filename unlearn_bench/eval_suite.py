@@ -108,11 +108,30 @@ def oracle_distances(logits: dict, retrain_logits: dict, labels: dict, mia: dict
 
 def ulira_metrics(target_u: np.ndarray, target_r: np.ndarray, in_scores: np.ndarray, out_scores: np.ndarray,
                   fix_variance: bool = True) -> dict:
-    """U-LiRA on D_f: per-example Gaussians over K unlearned (in) and K retrained (out) shadows' phi; the
-    targets are this run's unlearned model (positive) and its retrain oracle (negative)."""
-    targets = np.stack([target_u, target_r])
-    r = M.ulira(targets, in_scores, out_scores, np.array([[True], [False]]), fix_variance=fix_variance)
-    return {"mia/ulira_auc": r["auc"], "mia/ulira_bal_acc": r["bal_acc"], "mia/ulira_tpr_at_1fpr": r["tpr_at_1fpr"]}
+    """U-LiRA on D_f: per-example Gaussians over unlearned ("in") and retrained ("out") shadows' phi.
+
+    With K >= 3 shadow pairs the targets are the shadows themselves, leave-one-out (each pair scored against
+    Gaussians fit on the other K-1), so targets and reference models come from the same process (trained on
+    a half of D_r), as Hayes et al. evaluate the algorithm. With fewer pairs the targets are this run's
+    unlearned model (positive) and its retrain oracle (negative), which were trained on all of D_r: biased,
+    and flagged by ``eval/ulira_targets`` = "run"."""
+    k = len(in_scores)
+    if k >= 3:
+        pos, neg = [], []
+        for j in range(k):
+            rest = np.arange(k) != j
+            llr = M.ulira_scores(np.stack([in_scores[j], out_scores[j]]), in_scores[rest], out_scores[rest],
+                                 fix_variance)
+            pos.append(llr[0])
+            neg.append(llr[1])
+        r = M.roc_summary(np.concatenate(pos), np.concatenate(neg))
+        mode = "shadow_loo"
+    else:
+        r = M.ulira(np.stack([target_u, target_r]), in_scores, out_scores, np.array([[True], [False]]),
+                    fix_variance=fix_variance)
+        mode = "run"
+    return {"mia/ulira_auc": r["auc"], "mia/ulira_bal_acc": r["bal_acc"], "mia/ulira_tpr_at_1fpr": r["tpr_at_1fpr"],
+            "eval/ulira_targets": mode}
 
 
 def fq_metrics(unlearned_phi: np.ndarray, retrain_phi: np.ndarray, acc_u: dict, acc_r: dict) -> dict:

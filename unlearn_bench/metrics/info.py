@@ -81,6 +81,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
                                          "n/a", "n/a", "harness bookkeeping"),
     "eval/retrain_train_s": MetricInfo("seconds the oracle took to train when it was trained (cached value on a "
                                        "hit)", "n/a", "n/a", "harness bookkeeping"),
+    "eval/ulira_targets": MetricInfo("U-LiRA targets: shadow_loo (each shadow pair held out in turn; K >= 3) or "
+                                     "run (this run's models, trained on all of D_r: biased)", "n/a", "n/a", _ULIRA),
     "eval/shadows": MetricInfo("K, U-LiRA shadow pairs (eval.shadows)", "n/a", "n/a", _ULIRA),
     "eval/fq_runs": MetricInfo("N, unlearning runs and retrains each for forgetting quality (eval.fq_runs)",
                                "n/a", "n/a", _CHALLENGE),
