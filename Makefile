@@ -38,7 +38,7 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
 figures: $(STAMP)
-	@for a in experiments/*/analyze.py; do echo "== $$a"; $(PY) $$a || exit 1; done
+	@for a in experiments/*/analyze.py; do echo "== $$a"; $(PY) $$a || echo "   not rebuilt: see the message above"; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unlearn_bench baselines tests benchmarks experiments
