@@ -12,11 +12,19 @@ import numpy as np
 import pandas as pd
 
 from unlearn_bench import metrics as M
+from unlearn_bench.evaluation import SPLITS
 
 
 def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate([logits["forget_test"], logits["retain_test"]]),
             np.concatenate([labels["forget_test"], labels["retain_test"]]))
+
+
+def accuracies(logits: dict, labels: dict, prefix: str = "") -> dict:
+    """Top-1 accuracy per split, and ``acc/test`` over the whole test split (forget class included)."""
+    out = {f"{prefix}acc/{s}": M.accuracy(logits[s], labels[s]) for s in SPLITS if s in logits}
+    out[f"{prefix}acc/test"] = M.accuracy(*_test(logits, labels))
+    return out
 
 
 def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int = 0, prefix: str = "") -> dict:

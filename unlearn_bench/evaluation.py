@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from unlearn_bench import metrics as M
 from unlearn_bench.methods.base import Subset
 
 SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen")
@@ -32,20 +33,6 @@ def collect(model: nn.Module, subsets: dict[str, Subset], batch_size: int = 4096
     return {name: predict_logits(model, s, batch_size) for name, s in subsets.items()}
 
 
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    if len(labels) == 0:
-        return float("nan")
-    return float((logits.argmax(1) == labels).mean())
-
-
-def accuracies(logits: dict[str, np.ndarray], labels: dict[str, np.ndarray], prefix: str = "") -> dict:
-    out = {f"{prefix}acc/{s}": accuracy(logits[s], labels[s]) for s in SPLITS if s in logits}
-    test_logits = np.concatenate([logits["forget_test"], logits["retain_test"]])
-    test_labels = np.concatenate([labels["forget_test"], labels["retain_test"]])
-    out[f"{prefix}acc/test"] = accuracy(test_logits, test_labels)
-    return out
-
-
 def relearn_steps(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], probe: Subset, target: float,
                   lr: float, max_steps: int) -> tuple[int, bool]:
     """Relearn time of Chundawat et al. (TIFS'23, "Zero-shot machine unlearning"): full-batch Adam steps on
@@ -59,7 +46,7 @@ def relearn_steps(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], pr
     opt = torch.optim.Adam(m.parameters(), lr=lr)
     x, y = train
     for step in range(max_steps + 1):
-        if accuracy(predict_logits(m, probe), probe.y.cpu().numpy()) >= target:
+        if M.accuracy(predict_logits(m, probe), probe.y.cpu().numpy()) >= target:
             return step, True
         if step == max_steps:
             break

@@ -103,8 +103,8 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     labels = {k: s.y.cpu().numpy() for k, s in ctx.subsets.items()}
     logits_o = ctx.logits(original, meta)
     logits_u = evaluation.collect(unlearned, ctx.subsets, cfg.eval.batch_size)
-    result.update(evaluation.accuracies(logits_u, labels))
-    result.update(evaluation.accuracies(logits_o, labels, prefix="original/"))
+    result.update(eval_suite.accuracies(logits_u, labels))
+    result.update(eval_suite.accuracies(logits_o, labels, prefix="original/"))
     evals, arrays = _evaluate(ctx, run_dir, logger, original, unlearned, logits_o, logits_u, labels)
     result.update(evals)
     result["cost/eval_s"] = time.perf_counter() - t0  # everything above: collection, attacks, oracle, references
@@ -138,14 +138,14 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, unlearned, logits_o
         retrain, rmeta = ctx.retrain(logger)
         logits_r = models["retrain"] = ctx.logits(retrain, rmeta)
         out["eval/retrain_cache_hit"], out["eval/retrain_train_s"] = rmeta["cache_hit"], rmeta.get("train_s")
-        out.update(evaluation.accuracies(logits_r, labels, prefix="retrain/"))
+        out.update(eval_suite.accuracies(logits_r, labels, prefix="retrain/"))
         mia_r = eval_suite.population_mias(logits_r, labels, logits_o, seed)
         out.update({f"retrain/{k}": v for k, v in mia_r.items()})
         out["retrain/zrf"] = metrics.zrf(logits_r["forget_train"], forget_random)
         out.update(eval_suite.oracle_distances(logits_u, logits_r, labels, out, mia_r))
 
     if ev.relearn:
-        target = float(ev.relearn_target) * evaluation.accuracy(logits_o["forget_test"], labels["forget_test"])
+        target = float(ev.relearn_target) * metrics.accuracy(logits_o["forget_test"], labels["forget_test"])
         out.update(evaluation.relearn(ctx.subsets, unlearned, retrain, target, int(ev.relearn_size),
                                       float(ev.relearn_lr), int(ev.relearn_max_steps), seed))
 

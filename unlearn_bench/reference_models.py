@@ -109,8 +109,8 @@ class ReferenceModels:
             for side, model in (("u", unl), ("r", ret)):
                 lg = evaluation.collect(model, subsets, ctx.cfg.eval.batch_size)
                 runs[side].append((self.phi(model),
-                                   evaluation.accuracy(lg["retain_train"], subsets["retain_train"].y.cpu().numpy()),
-                                   evaluation.accuracy(lg["retain_test"], subsets["retain_test"].y.cpu().numpy())))
+                                   M.accuracy(lg["retain_train"], subsets["retain_train"].y.cpu().numpy()),
+                                   M.accuracy(lg["retain_test"], subsets["retain_test"].y.cpu().numpy())))
         out = {}
         for side, rows in runs.items():
             out[side] = np.stack([r[0] for r in rows])

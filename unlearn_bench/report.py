@@ -273,6 +273,10 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
     seeds and forget classes, n runs), line plots with ±std bands (all classes pooled, then per class), and
     per forget class the smallest value whose mean forget accuracy reaches chance (1 / classes)."""
     from unlearn_bench import figures
+    if param not in df.columns:
+        key = param.removeprefix("cfg/")
+        raise SystemExit(f"error: runs have no {key} in config.yaml; fix: point at runs of the experiment that "
+                         f"sweeps {key}")
     ok = df[df["status"] == "ok"].copy()
     ok[param] = pd.to_numeric(ok[param], errors="coerce")
     md = [write_table(summarize(ok, list(metrics) + ["cost/unlearn_s"], by=[param], pool_forget=True), out / "table",
