@@ -1,7 +1,15 @@
-"""Collecting model outputs: each model runs once per split, in large batches, under inference mode.
-Metrics (``unlearn_bench.metrics``) are computed afterwards from these arrays."""
+"""Collecting model outputs: each model runs once per split, in batches, under inference mode.
+Metrics (``unlearn_bench.metrics``) are computed afterwards from these arrays.
+
+Batch size and layout follow the device (``eval.batch_size: null``): 4096 images on a GPU; on a CPU, a conv
+model runs batches of 64 with its weights in channels_last, so activations stay in cache. Measured on the
+2-core CPU (``benchmarks/bench_eval.py``): cnn_paper forward passes over 6,300 images take 2.4x less CPU time
+than NCHW batches of 4096, ResNet-18 1.5x less, ViT-tiny (a conv patch embedding) 1.5x less.
+"""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -11,25 +19,61 @@ from unlearn_bench import metrics as M
 from unlearn_bench.methods.base import Subset
 
 SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen")
+GPU_BATCH, CPU_BATCH = 4096, 64
 
 
-@torch.inference_mode()
-def predict_logits(model: nn.Module, subset: Subset, batch_size: int = 4096) -> np.ndarray:
+def eval_batch_size(batch_size: int | None, device: torch.device | str, conv: bool = True) -> int:
+    """``eval.batch_size``, or for null the default: ``CPU_BATCH`` for a conv model on a CPU (fully connected
+    models run faster in big batches there), else ``GPU_BATCH``."""
+    if batch_size is not None:
+        return int(batch_size)
+    return CPU_BATCH if torch.device(device).type == "cpu" and conv else GPU_BATCH
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(p.dim() == 4 for p in model.parameters())
+
+
+@contextmanager
+def cpu_layout(model: nn.Module, x: torch.Tensor):
+    """On a CPU, a conv model's weights in channels_last while it runs (the layout the cache-sized CPU
+    kernels are fastest in), restored afterwards so training code sees the layout it left. Yields whether
+    the inputs should be channels_last too. On a GPU the pipeline already places conv models that way."""
+    convert = x.device.type == "cpu" and x.dim() == 4 and _has_conv(model) and not _is_channels_last(model)
+    if not convert:
+        yield False
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield True
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    return all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+
+
+def predict_logits(model: nn.Module, subset: Subset, batch_size: int | None = None) -> np.ndarray:
     model.eval()
     x = subset.x
+    bs = eval_batch_size(batch_size, x.device, _has_conv(model))
     # fp32 on every device: attacks and the epsilon score read confidences near 1, which bf16 would tie
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = subset.normalize(x[i:i + batch_size])
-        if subset.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        out.append(model(xb).float())
+    # the layout change happens outside inference mode: parameters rewritten inside it would become
+    # inference tensors, which a later training step (relearn, a method) cannot use
+    with cpu_layout(model, x) as cl, torch.inference_mode():
+        for i in range(0, len(x), bs):
+            xb = subset.normalize(x[i:i + bs])
+            if subset.channels_last or cl:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            out.append(model(xb).float())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(out).cpu().numpy()
 
 
-def collect(model: nn.Module, subsets: dict[str, Subset], batch_size: int = 4096) -> dict[str, np.ndarray]:
+def collect(model: nn.Module, subsets: dict[str, Subset], batch_size: int | None = None) -> dict[str, np.ndarray]:
     return {name: predict_logits(model, s, batch_size) for name, s in subsets.items()}
 
 

@@ -121,7 +121,8 @@ def check_config(cfg) -> None:
            f"forget.unseen.source={unseen['source']!r} is not holdout or test; fix: set forget.unseen.source=holdout")
     integer(unseen["per_class"], "forget.unseen.per_class")
     validate_recipe(c["train"])
-    integer(c["eval"]["batch_size"], "eval.batch_size")
+    if c["eval"]["batch_size"] is not None:  # null: the device's default (evaluation.eval_batch_size)
+        integer(c["eval"]["batch_size"], "eval.batch_size")
     check_method_hyperparameters(c["method"])
 
 
