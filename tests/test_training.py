@@ -12,7 +12,7 @@ from torch import nn
 
 from unlearn_bench.batches import Normalizer, TensorBatches, random_crop_flip
 from unlearn_bench.errors import Diverged
-from unlearn_bench.training import cross_entropy, fit
+from unlearn_bench.training import cross_entropy, fit, make_trainer, precision_scope, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +42,31 @@ def test_fit_reduces_loss_and_returns_one_point_per_epoch():
     assert len(curve) == 4
     assert curve[-1] < 0.5 * curve[0]
     assert not model.training  # handed back in eval mode
+
+
+def test_precision_defaults_per_device_and_a_scope_overrides_it():
+    assert resolve_precision("auto", "cpu") == "32-true" and resolve_precision("auto", "cuda:1") == "bf16-mixed"
+    assert resolve_precision("32", "cuda") == "32-true" and resolve_precision("bf16", "cpu") == "bf16-mixed"
+    assert make_trainer("cpu", 1, progress=False).precision == "32-true"
+    with precision_scope("bf16-mixed"):
+        assert make_trainer("cpu", 1, progress=False).precision == "bf16-mixed"
+    assert make_trainer("cpu", 1, progress=False).precision == "32-true"  # the scope ends with its block
+
+
+def test_bf16_training_on_cpu_runs_the_step_under_autocast():
+    seen = []
+
+    def loss(model, batch):
+        x, y = batch
+        out = model(x)
+        seen.append(out.dtype)
+        return nn.functional.cross_entropy(out, y)
+
+    model = _model()
+    with precision_scope("bf16-mixed"):
+        curve = fit(model, _batches(), loss, partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=3, progress=False)
+    assert set(seen) == {torch.bfloat16}
+    assert curve[-1] < curve[0] and model[1].weight.dtype == torch.float32  # fp32 master weights
 
 
 def test_cosine_schedule_reaches_zero_and_after_step_runs_each_step():

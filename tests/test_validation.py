@@ -36,6 +36,8 @@ BAD = [
     (["train.label_smoothing=1.5"], "label_smoothing"),
     (["train.schedule=linear"], "train.schedule"),
     (["eval.batch_size=0"], "eval.batch_size"),
+    (["precision=fp16"], "precision="),
+    (["channels_last=maybe"], "channels_last="),
     (["seed=-1"], "seed=-1"),
     (["seed=99999999999999999999"], "seed="),
     (["seed=abc"], "seed="),
@@ -141,7 +143,7 @@ def test_cli_real_process_prints_no_traceback(tmp_path):
 # -- random overrides ---------------------------------------------------------------------------------
 KEYS = ["seed", "device", "train.epochs", "train.batch_size", "train.optimizer.lr", "train.label_smoothing",
         "train.schedule", "forget.classes", "forget.unseen.per_class", "forget.unseen.source", "eval.batch_size",
-        "model.hidden", "data.test_fraction", "method", "model", "trian.epochs", "method.lr", "method.k"]
+        "precision", "channels_last", "model.hidden", "data.test_fraction", "method", "model", "trian.epochs", "method.lr", "method.k"]
 VALUES = st.one_of(
     st.integers(-10, 50), st.integers(-(10**30), 10**30), st.floats(-1e6, 1e6, allow_nan=False),
     st.sampled_from(["abc", "none", "cosine", "holdout", "test", "finetune", "lra_npp", "mlp", "cnn_paper",

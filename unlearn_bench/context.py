@@ -24,7 +24,7 @@ from unlearn_bench.batches import Normalizer
 from unlearn_bench.cache import ModelCache, atomic_write_bytes, spec_key
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.splits import Split, make_split
-from unlearn_bench.training import cross_entropy, fit
+from unlearn_bench.training import cross_entropy, fit, resolve_precision
 
 log = logging.getLogger("unlearn_bench")
 RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
@@ -118,6 +118,7 @@ class Context:
         self.cfg = cfg
         self.labels = choices(cfg)
         self.device = pick_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.data = instantiate(cfg.data).load(cfg.cache_dir)
         self.model_factory = instantiate(cfg.model)
         self.method: Method = instantiate(cfg.method)
@@ -137,7 +138,8 @@ class Context:
         self.normalize = Normalizer(d.mean, d.std, dev)
         self.train_x, self.train_y = d.train_x.to(dev), d.train_y.to(dev)
         self.test_x, self.test_y = d.test_x.to(dev), d.test_y.to(dev)
-        self.channels_last = dev.startswith("cuda") and d.train_x.shape[-1] > 1
+        layout = self.cfg.channels_last
+        self.channels_last = (dev.startswith("cuda") if layout == "auto" else bool(layout)) and d.train_x.shape[-1] > 1
         s = self.split
         unseen_src = (self.train_x, self.train_y) if s.unseen_source == "holdout" else (self.test_x, self.test_y)
         forget_pool = s.unseen_of(s.forget_classes)
@@ -161,7 +163,7 @@ class Context:
                                                                                       "system_dirs")}
         return {"data": data, "model": plain_config(self.cfg)["model"], "train": plain_config(self.cfg)["train"],
                 "seed": int(self.cfg.seed), "unseen": plain_config(self.cfg)["forget"]["unseen"],
-                "precision": "bf16-mixed" if self.device.startswith("cuda") else "32-true"}
+                "precision": self.precision}
 
     def _trainer(self, subset: Subset, job: str, logger, shuffle_seed: int | None = None):
         recipe = self.cfg.train
@@ -188,7 +190,7 @@ class Context:
         return self.placed(model), meta, hit
 
     def placed(self, model):
-        """On the device, in eval mode, channels_last for conv models on GPU (also after a cache load)."""
+        """On the device, in eval mode, in channels_last when the run uses it (also after a cache load)."""
         model = model.to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)

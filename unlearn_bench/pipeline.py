@@ -32,7 +32,7 @@ from unlearn_bench.context import (  # noqa: F401  (re-exported: the pipeline's 
 from unlearn_bench.errors import Diverged
 from unlearn_bench.reference_models import ReferenceModels
 from unlearn_bench.store import env_info, read_complete, write_json
-from unlearn_bench.training import check_finite
+from unlearn_bench.training import check_finite, precision_scope
 from unlearn_bench.validate import validate_config
 
 log = logging.getLogger("unlearn_bench")
@@ -66,7 +66,8 @@ def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     tags = [ctx.method_label, ctx.labels.get("data", ""), ctx.labels.get("model", "")]
     logger.start(run_dir, plain_config(cfg), f"{ctx.method_label}-{run_dir.name}", cfg.name, tags)
     try:
-        return _run(ctx, run_dir, chash, logger)
+        with precision_scope(ctx.precision):  # every fit of this run: original, oracle, methods, shadows
+            return _run(ctx, run_dir, chash, logger)
     finally:
         logger.finish()
 

@@ -1,6 +1,7 @@
 """One Lightning loop for everything that trains: the original model, the retrain oracle and every
 training-based unlearning method. A method supplies ``loss_fn(model, batch) -> loss``; the loop supplies
-the device, precision (bf16 autocast on GPU, fp32 on CPU), progress bar, loss curve and divergence guard.
+the device, precision (by default bf16 autocast on GPU, fp32 on CPU; see ``precision_scope``), progress bar,
+loss curve and divergence guard.
 
 The step is written out (Lightning's manual optimisation) rather than run through the automatic closure
 machinery: for small models on CPU the per-step hook and closure layers cost as much as the model itself
@@ -16,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 
 import lightning as L
@@ -34,6 +36,26 @@ warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
 PROGRESS_INTERVAL_S = 0.25  # a bar redrawn every step costs more than a small model's step on CPU
 _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # the `precision` setting -> Lightning's name
+_precision: ContextVar[str | None] = ContextVar("unlearn_bench_precision", default=None)
+
+
+def resolve_precision(setting: str, device: str) -> str:
+    """Lightning's precision for the ``precision`` setting: ``auto`` is bf16 autocast on CUDA, fp32 elsewhere."""
+    if str(setting) == "auto":
+        return PRECISIONS["bf16" if device.startswith("cuda") else "32"]
+    return PRECISIONS[str(setting)]
+
+
+@contextmanager
+def precision_scope(precision: str):
+    """Every ``fit`` inside trains at ``precision`` (a Lightning name), whichever method calls it: a run sets
+    its precision once instead of threading it through every baseline."""
+    token = _precision.set(precision)
+    try:
+        yield
+    finally:
+        _precision.reset(token)
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
@@ -115,8 +137,10 @@ class ThrottledProgressBar(TQDMProgressBar):
 
 def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1, logger=False,
                  progress: bool = True, callbacks=None) -> L.Trainer:
-    """A single-device Trainer: bf16 autocast with cuDNN autotuning and TF32 on CUDA; fp32 on CPU."""
+    """A single-device Trainer with cuDNN autotuning and TF32 on CUDA, at the enclosing ``precision_scope``'s
+    precision (default: bf16 autocast on CUDA, fp32 on CPU)."""
     cuda = device.startswith("cuda")
+    precision = _precision.get() or resolve_precision("auto", device)
     callbacks = list(callbacks or [])
     if progress:
         callbacks.append(ThrottledProgressBar())
@@ -124,7 +148,7 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
         torch.set_float32_matmul_precision("high")
     return L.Trainer(
         accelerator="gpu" if cuda else "cpu", devices=[_index(device)] if cuda else 1,
-        precision="bf16-mixed" if cuda else "32-true", benchmark=cuda,
+        precision=precision, benchmark=cuda,
         max_epochs=max_epochs if max_epochs is not None else (-1 if max_steps > 0 else 1), max_steps=max_steps,
         logger=logger, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
         enable_progress_bar=progress, callbacks=callbacks, log_every_n_steps=1 if logger else 50,

@@ -109,6 +109,10 @@ def check_config(cfg) -> None:
            f"device={device!r} is not auto, cpu, cuda or cuda:N; fix: set device=auto")
     _check(not device.startswith("cuda") or torch.cuda.is_available(),
            f"device={device} but no CUDA device is visible; fix: set device=auto or device=cpu")
+    _check(str(c["precision"]) in ("auto", "32", "bf16"),
+           f"precision={c['precision']!r} is not auto, 32 or bf16; fix: set precision=auto")
+    _check(c["channels_last"] in ("auto", True, False),
+           f"channels_last={c['channels_last']!r} is not auto, true or false; fix: set channels_last=auto")
     classes = c["forget"]["classes"]
     _check(isinstance(classes, list), f"forget.classes={classes!r} is not a list; fix: write forget.classes=[3]")
     _check(len(classes) > 0, "forget.classes is empty; fix: name at least one class, e.g. forget.classes=[3]")
