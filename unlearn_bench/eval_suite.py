@@ -14,6 +14,10 @@ import pandas as pd
 from unlearn_bench import metrics as M
 from unlearn_bench.evaluation import SPLITS
 
+# Bump when population_mias changes what it returns: results cached for the original and the oracle
+# (Context.cached_metrics) are keyed by it.
+POPULATION_MIA_VERSION = 1
+
 
 def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate([logits["forget_test"], logits["retain_test"]]),

@@ -106,7 +106,7 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     logits_u = evaluation.collect(unlearned, ctx.subsets, cfg.eval.batch_size)
     result.update(eval_suite.accuracies(logits_u, labels))
     result.update(eval_suite.accuracies(logits_o, labels, prefix="original/"))
-    evals, arrays = _evaluate(ctx, run_dir, logger, original, unlearned, logits_o, logits_u, labels)
+    evals, arrays = _evaluate(ctx, run_dir, logger, original, meta, unlearned, logits_o, logits_u, labels)
     result.update(evals)
     result["cost/eval_s"] = time.perf_counter() - t0  # everything above: collection, attacks, oracle, references
 
@@ -120,11 +120,12 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     return result
 
 
-def _evaluate(ctx: Context, run_dir: Path, logger, original, unlearned, logits_o, logits_u, labels):
+def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, logits_o, logits_u, labels):
     """Every metric family beyond accuracies (eval_suite); writes per_class.csv and roc.csv. Returns the
     metrics and the retrain oracle's logits (for predictions.npz) when the oracle was used."""
     ev, seed = ctx.cfg.eval, int(ctx.cfg.eval.seed)
-    mia_o = eval_suite.population_mias(logits_o, labels, logits_o, seed)
+    mia_tag = f"mia-v{eval_suite.POPULATION_MIA_VERSION}-seed{seed}-o{meta_o['sha256'][:12]}"  # Fr reads logits_o
+    mia_o = ctx.cached_metrics(meta_o, mia_tag, lambda: eval_suite.population_mias(logits_o, labels, logits_o, seed))
     same = all(np.array_equal(logits_u[k], logits_o[k]) for k in logits_o)  # e.g. `none`: attacks are identical
     out = dict(mia_o) if same else eval_suite.population_mias(logits_u, labels, logits_o, seed)
     out.update({f"original/{k}": v for k, v in mia_o.items()})
@@ -140,7 +141,8 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, unlearned, logits_o
         logits_r = models["retrain"] = ctx.logits(retrain, rmeta)
         out["eval/retrain_cache_hit"], out["eval/retrain_train_s"] = rmeta["cache_hit"], rmeta.get("train_s")
         out.update(eval_suite.accuracies(logits_r, labels, prefix="retrain/"))
-        mia_r = eval_suite.population_mias(logits_r, labels, logits_o, seed)
+        mia_r = ctx.cached_metrics(rmeta, mia_tag,
+                                   lambda: eval_suite.population_mias(logits_r, labels, logits_o, seed))
         out.update({f"retrain/{k}": v for k, v in mia_r.items()})
         out["retrain/zrf"] = metrics.zrf(logits_r["forget_train"], forget_random)
         out.update(eval_suite.oracle_distances(logits_u, logits_r, labels, out, mia_r))
