@@ -1,6 +1,7 @@
 """The training loop and device batching: loss goes down, the curve has one point per epoch, NaN stops
 the run, max_steps cuts an epoch short, augmentation keeps shapes, every pass reshuffles."""
 
+import os
 import subprocess
 import sys
 from functools import partial
@@ -148,3 +149,21 @@ def test_bench_epoch_quick_mode_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "harness/plain" in out.stdout
     assert "bench_epoch" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
+    """benchmarks/gpu_suite.sh in --smoke mode (no GPU needed): stages run, rows land in the results file,
+    a bad argument is refused in one line."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    results, logs = tmp_path / "R.md", tmp_path / "logs"
+    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--smoke", "--only", "lra,eval",
+                        "--results", str(results), "--logs", str(logs)], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "lra    ok" in r.stdout and "eval   ok" in r.stdout
+    rows = [line for line in results.read_text().splitlines() if line.startswith("| 20")]
+    assert [row.split(" | ")[1] for row in rows] == ["bench_lra_npp", "bench_eval"]
+    assert (logs / "eval.log").exists() and (logs / "RESULTS.md").read_text() == results.read_text()
+    bad = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--only", "nope", "--smoke"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown stage nope")

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Every GPU measurement of unlearn-bench in one go: the CUDA tests (pytest -m gpu), then each benchmark at
+# full size (CIFAR-10 / Fashion-MNIST shapes, the recipes' batch sizes and epochs). Each benchmark appends its
+# row to the results table; the rows this run added are printed at the end.
+#
+#   bash benchmarks/gpu_suite.sh [--wheels DIR] [--results FILE] [--logs DIR] [--only STAGES]
+#
+#   --wheels DIR    install wheels from DIR first, offline, into a private folder (see benchmarks/wheelhouse.sh)
+#   --results FILE  the table rows are appended to (default benchmarks/RESULTS.md)
+#   --logs DIR      also write each stage's full output and a copy of the table there
+#   --only STAGES   comma-separated subset of: tests,epoch,lra,eval,cache,e2e (default: all, in that order)
+#   --smoke         check the script itself anywhere (CPU too): every benchmark in --quick mode
+#
+# Every stage has its own time limit (GPU_SUITE_LIMIT_<STAGE> seconds); a stage that fails or runs over is
+# reported and the next one runs. The environment must already hold torch, torchvision and lightning.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+py=${PYTHON:-python3}
+wheels="" results="$root/benchmarks/RESULTS.md" logs="" only="tests,epoch,lra,eval,cache,e2e" quick="" need_cuda=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --wheels) wheels=$2; shift 2 ;;
+    --results) results=$2; shift 2 ;;
+    --logs) logs=$2; shift 2 ;;
+    --only) only=$2; shift 2 ;;
+    --smoke) quick="--quick" need_cuda=0; shift ;;
+    *) echo "error: unknown argument $1; fix: see the usage at the top of $0" >&2; exit 2 ;;
+  esac
+done
+if [ -n "$wheels" ]; then
+  site=${TMPDIR:-/tmp}/unlearn-bench-site
+  "$py" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$wheels"/*.whl || {
+    echo "error: could not install the wheels in $wheels; fix: rebuild them with benchmarks/wheelhouse.sh" >&2; exit 2; }
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+export UNLEARN_BENCH_CACHE=${UNLEARN_BENCH_CACHE:-${TMPDIR:-/tmp}/unlearn-bench-gpu-cache}
+[ -n "$logs" ] && mkdir -p "$logs"
+cd "$root" || exit 2
+NEED_CUDA=$need_cuda "$py" - <<'PY' || exit 2
+import os, sys
+try:
+    import hydra, lightning, torch, zennit  # noqa: F401
+except ImportError as e:
+    sys.exit(f"error: {e}; fix: install the missing package, or pass --wheels DIR (benchmarks/wheelhouse.sh)")
+if os.environ["NEED_CUDA"] == "1" and not torch.cuda.is_available():
+    sys.exit("error: torch sees no CUDA device; fix: run this on a GPU machine (or --smoke to check the script)")
+name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+print(f"{name} | torch {torch.__version__} | lightning {lightning.__version__} | hydra {hydra.__version__}")
+PY
+before=$(wc -l < "$results" 2>/dev/null || echo 0)
+
+declare -A cmd=(
+  [tests]="$py -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py"
+  [epoch]="$py benchmarks/bench_epoch.py --results $results $quick"
+  [lra]="$py benchmarks/bench_lra_npp.py --results $results $quick"
+  [eval]="$py benchmarks/bench_eval.py --results $results $quick"
+  [cache]="$py benchmarks/bench_cache.py --results $results $quick"
+  [e2e]="$py benchmarks/bench_end_to_end.py --results $results $quick"
+)
+declare -A limit=([tests]=180 [epoch]=240 [lra]=90 [eval]=90 [cache]=150 [e2e]=480)
+summary=()
+for stage in ${only//,/ }; do
+  if [ -z "${cmd[$stage]:-}" ]; then echo "error: unknown stage $stage; fix: pick from tests,epoch,lra,eval,cache,e2e" >&2; exit 2; fi
+  var="GPU_SUITE_LIMIT_${stage^^}"; secs=${!var:-${limit[$stage]}}
+  echo "== $stage (limit ${secs} s): ${cmd[$stage]}"
+  t0=$(date +%s)
+  if [ -n "$logs" ]; then timeout "$secs" ${cmd[$stage]} 2>&1 | tee "$logs/$stage.log"; rc=${PIPESTATUS[0]}
+  else timeout "$secs" ${cmd[$stage]} 2>&1; rc=$?; fi
+  took=$(( $(date +%s) - t0 ))
+  case $rc in 0) s=ok ;; 124) s="over its ${secs} s limit" ;; *) s="failed (exit $rc)" ;; esac
+  summary+=("$(printf '%-6s %-24s %5d s' "$stage" "$s" "$took")")
+done
+echo; echo "== stages"; printf '  %s\n' "${summary[@]}"
+echo "== rows added to $results"; tail -n +"$((before + 1))" "$results" 2>/dev/null
+[ -n "$logs" ] && cp "$results" "$logs/RESULTS.md"
+exit 0
