@@ -6,24 +6,19 @@ this file."""
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from unlearn_bench import pipeline
+from unlearn_bench.config import minimal_budget
 
 METHODS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "method").glob("*.yaml"))
-# Budget keys (``epochs``, ``max_steps``, ``impair_epochs``, ``iterations``, ``noise_steps``, ...) are cut
-# to 1 wherever a method exposes one as a positive integer: the test checks wiring, not quality.
-BUDGET_SUFFIXES = ("epochs", "steps", "iterations")
 # Settings a default config needs to fit digits at all (it refuses them up front with a ConfigError):
 # h=auto calibrates on half of the unseen pool, which on digits holds 20 images, fewer than the default n=36.
 FITS_DIGITS = {"lra_npp_auto": ["method.n=20"]}
 
 
 def budget_overrides(label: str) -> list[str]:
-    node = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "method" / f"{label}.yaml")
-    cut = [f"method.{k}=1" for k, v in node.items()
-           if str(k).endswith(BUDGET_SUFFIXES) and isinstance(v, int) and not isinstance(v, bool) and v > 1]
-    return cut + FITS_DIGITS.get(label, [])
+    """Every budget key cut to 1 (``config.minimal_budget``): the test checks wiring, not quality."""
+    return minimal_budget(label) + FITS_DIGITS.get(label, [])
 
 
 def test_every_method_config_is_collected():
