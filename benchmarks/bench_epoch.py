@@ -73,8 +73,10 @@ def typical_loader(c: dict, x, y, cuda: bool) -> DataLoader:
     aug = [transforms.RandomCrop(h, padding=4), transforms.RandomHorizontalFlip()] if c["augment"] != "none" else []
     tf = transforms.Compose([*aug, transforms.ToTensor(), transforms.Normalize(MEAN[ch], STD[ch])])
     workers = 8 if cuda else 2
+    # persistent workers: over several epochs per fit, re-spawning them every epoch would charge the typical
+    # pipeline a start-up cost that careful users avoid
     return DataLoader(PILImages(x, y, tf), batch_size=c["batch"], shuffle=True, num_workers=workers,
-                      pin_memory=cuda, drop_last=False)
+                      pin_memory=cuda, drop_last=False, persistent_workers=c["epochs"] > 1)
 
 
 def run_case(c: dict, device: str, repeats: int, warmup: bool) -> dict[str, list[float]]:
