@@ -32,6 +32,8 @@ for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__` defined.*")
+# lightning 2.6 on torch >= 2.10 warns on every fit that its own pytree helper uses a deprecated check
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
 PROGRESS_INTERVAL_S = 0.25  # a bar redrawn every step costs more than a small model's step on CPU
