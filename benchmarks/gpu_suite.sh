@@ -12,17 +12,18 @@
 #   --smoke         check the script itself anywhere (CPU too): every benchmark in --quick mode
 #
 # Every stage has its own time limit (GPU_SUITE_LIMIT_<STAGE> seconds); a stage that fails or runs over is
-# reported and the next one runs. The environment must already hold torch, torchvision and lightning.
+# reported and the next one runs; the script then exits 1. The environment must already hold torch,
+# torchvision, lightning, pandas, scipy and scikit-learn.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
 wheels="" results="$root/benchmarks/RESULTS.md" logs="" only="tests,epoch,lra,eval,cache,e2e" quick="" need_cuda=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --wheels) wheels=$2; shift 2 ;;
-    --results) results=$2; shift 2 ;;
-    --logs) logs=$2; shift 2 ;;
-    --only) only=$2; shift 2 ;;
+    --wheels|--results|--logs|--only)
+      if [ $# -lt 2 ]; then echo "error: $1 needs a value; fix: see the usage at the top of $0" >&2; exit 2; fi
+      case "$1" in --wheels) wheels=$2 ;; --results) results=$2 ;; --logs) logs=$2 ;; --only) only=$2 ;; esac
+      shift 2 ;;
     --smoke) quick="--quick" need_cuda=0; shift ;;
     *) echo "error: unknown argument $1; fix: see the usage at the top of $0" >&2; exit 2 ;;
   esac
@@ -40,7 +41,7 @@ cd "$root" || exit 2
 NEED_CUDA=$need_cuda "$py" - <<'PY' || exit 2
 import os, sys
 try:
-    import hydra, lightning, torch, zennit  # noqa: F401
+    import hydra, lightning, pandas, scipy, sklearn, torch, torchvision, zennit  # noqa: F401
 except ImportError as e:
     sys.exit(f"error: {e}; fix: install the missing package, or pass --wheels DIR (benchmarks/wheelhouse.sh)")
 if os.environ["NEED_CUDA"] == "1" and not torch.cuda.is_available():
@@ -50,28 +51,29 @@ print(f"{name} | torch {torch.__version__} | lightning {lightning.__version__} |
 PY
 before=$(wc -l < "$results" 2>/dev/null || echo 0)
 
-declare -A cmd=(
-  [tests]="$py -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py"
-  [epoch]="$py benchmarks/bench_epoch.py --results $results $quick"
-  [lra]="$py benchmarks/bench_lra_npp.py --results $results $quick"
-  [eval]="$py benchmarks/bench_eval.py --results $results $quick"
-  [cache]="$py benchmarks/bench_cache.py --results $results $quick"
-  [e2e]="$py benchmarks/bench_end_to_end.py --results $results $quick"
-)
+declare -A script=([epoch]=bench_epoch.py [lra]=bench_lra_npp.py [eval]=bench_eval.py [cache]=bench_cache.py
+                   [e2e]=bench_end_to_end.py)
 declare -A limit=([tests]=180 [epoch]=240 [lra]=90 [eval]=90 [cache]=150 [e2e]=480)
-summary=()
+stage_cmd() {  # the stage's command as an array (paths with spaces stay whole)
+  if [ "$1" = tests ]; then cmd=("$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py)
+  else cmd=("$py" "benchmarks/${script[$1]}" --results "$results" ${quick:+"$quick"}); fi
+}
+summary=() failed=0
 for stage in ${only//,/ }; do
-  if [ -z "${cmd[$stage]:-}" ]; then echo "error: unknown stage $stage; fix: pick from tests,epoch,lra,eval,cache,e2e" >&2; exit 2; fi
+  if [ -z "${limit[$stage]:-}" ]; then
+    echo "error: unknown stage $stage; fix: pick from tests,epoch,lra,eval,cache,e2e" >&2; exit 2; fi
   var="GPU_SUITE_LIMIT_${stage^^}"; secs=${!var:-${limit[$stage]}}
-  echo "== $stage (limit ${secs} s): ${cmd[$stage]}"
+  stage_cmd "$stage"
+  echo "== $stage (limit ${secs} s): ${cmd[*]}"
   t0=$(date +%s)
-  if [ -n "$logs" ]; then timeout "$secs" ${cmd[$stage]} 2>&1 | tee "$logs/$stage.log"; rc=${PIPESTATUS[0]}
-  else timeout "$secs" ${cmd[$stage]} 2>&1; rc=$?; fi
+  # -k: a stage that ignores the polite signal is killed 30 s later
+  if [ -n "$logs" ]; then timeout -k 30 "$secs" "${cmd[@]}" 2>&1 | tee "$logs/$stage.log"; rc=${PIPESTATUS[0]}
+  else timeout -k 30 "$secs" "${cmd[@]}" 2>&1; rc=$?; fi
   took=$(( $(date +%s) - t0 ))
-  case $rc in 0) s=ok ;; 124) s="over its ${secs} s limit" ;; *) s="failed (exit $rc)" ;; esac
+  case $rc in 0) s=ok ;; 124|137) s="over its ${secs} s limit"; failed=1 ;; *) s="failed (exit $rc)"; failed=1 ;; esac
   summary+=("$(printf '%-6s %-24s %5d s' "$stage" "$s" "$took")")
 done
 echo; echo "== stages"; printf '  %s\n' "${summary[@]}"
 echo "== rows added to $results"; tail -n +"$((before + 1))" "$results" 2>/dev/null
 [ -n "$logs" ] && cp "$results" "$logs/RESULTS.md"
-exit 0
+exit "$failed"  # 1 when any stage failed or ran over: the rows above are then incomplete

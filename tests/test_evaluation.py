@@ -32,17 +32,38 @@ def test_logits_match_a_plain_forward_pass(factory, batch_size):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-def test_cpu_layout_is_restored_and_the_model_still_trains():
+def test_cpu_layout_is_used_while_running_and_restored_after():
     torch.manual_seed(0)
     s = _subset()
     model = cnn_paper((1, 12, 12), 10)
+    seen = []
+    conv2 = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1]
+    hook = conv2.register_forward_pre_hook(lambda m, args: seen.append(
+        (m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous(),
+         args[0].is_contiguous(memory_format=torch.channels_last), len(args[0]))))
     evaluation.predict_logits(model, s)
+    hook.remove()
+    assert seen and all(w and x for w, x, _ in seen)  # weights and inputs in channels_last while it ran
+    assert [n for _, _, n in seen] == [64, 64, 22]  # CPU_BATCH-sized batches
     assert all(p.is_contiguous() for p in model.parameters())  # back in the layout training left
     assert all(not p.is_inference() and p.requires_grad for p in model.parameters())
     model.train()
     loss = F.cross_entropy(model(s.normalize(s.x[:8])), s.y[:8])
     loss.backward()  # an inference tensor among the parameters would raise here
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_layout_is_restored_when_the_forward_pass_raises():
+    s = _subset()
+    model = cnn_paper((1, 12, 12), 10)
+    conv2 = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1]
+
+    def boom(m, args):
+        raise RuntimeError("out of memory")
+    conv2.register_forward_pre_hook(boom)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluation.predict_logits(model, s)
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 def test_channels_last_model_is_left_as_it_is():

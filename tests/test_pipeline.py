@@ -137,12 +137,14 @@ def test_reference_attacks_are_computed_once_per_sweep(digits_cfg, tmp_path, mon
     calls = []
     real = eval_suite.population_mias
     monkeypatch.setattr(eval_suite, "population_mias", lambda *a, **k: calls.append(1) or real(*a, **k))
-    first = pipeline.run(digits_cfg("method=finetune", "method.epochs=1", "eval.retrain=true"), tmp_path / "a")
+    own = f"cache_dir={tmp_path / 'cache'}"  # a private cache: no earlier test may have filled it
+    first = pipeline.run(digits_cfg("method=finetune", "method.epochs=1", "eval.retrain=true", own), tmp_path / "a")
     assert len(calls) == 3  # original, oracle, unlearned
-    second = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true"), tmp_path / "b")
+    second = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true", own),
+                          tmp_path / "b")
     assert len(calls) == 4  # only the unlearned model's
     for k in ("original/mia/svc_confidence", "original/mia/fr", "retrain/mia/entropy_member_rate"):
         assert second[k] == first[k]
-    third = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true", "eval.seed=1"),
-                         tmp_path / "c")
+    third = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true", "eval.seed=1",
+                                    own), tmp_path / "c")
     assert len(calls) == 7 and "original/mia/svc_confidence" in third  # another attacker seed: recomputed

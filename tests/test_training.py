@@ -167,3 +167,10 @@ def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
     bad = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--only", "nope", "--smoke"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown stage nope")
+    missing = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--results"],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: --results needs a value")
+    slow = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--smoke", "--only", "eval",
+                           "--results", str(tmp_path / "R2.md")], capture_output=True, text=True,
+                          env={**env, "GPU_SUITE_LIMIT_EVAL": "1"}, timeout=120)
+    assert slow.returncode == 1 and "eval   over its 1 s limit" in slow.stdout  # a stage over its limit fails the suite

@@ -24,7 +24,7 @@ from unlearn_bench.batches import Normalizer
 from unlearn_bench.cache import ModelCache, atomic_write_bytes, atomic_write_text, spec_key
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.splits import Split, make_split
-from unlearn_bench.training import cross_entropy, fit, resolve_precision
+from unlearn_bench.training import cross_entropy, fit, precision_scope, resolve_precision
 
 log = logging.getLogger("unlearn_bench")
 RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
@@ -56,7 +56,7 @@ def setup_hash(cfg: DictConfig) -> str:
     """Everything but the method, the seed and the forget classes: runs that share it may be compared,
     paired and averaged (the report never pools runs of different setups)."""
     c = plain_config(cfg)
-    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "name", "device"):
+    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "name", "device", "channels_last"):
         c.pop(k, None)
     c.get("forget", {}).pop("classes", None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -175,9 +175,10 @@ class Context:
                 model.to(memory_format=torch.channels_last)
             batches = subset.batches(recipe.batch_size, shuffle=True, seed=shuffle_seed,
                                      augment=bool(recipe.augment))
-            curve = fit(model, batches, cross_entropy(recipe.label_smoothing), instantiate(recipe.optimizer),
-                        self.device, epochs=recipe.epochs, schedule=recipe.schedule,
-                        logger=logger.lightning(job), progress=self.cfg.progress)
+            with precision_scope(self.precision):  # the precision its cache key records, also outside run()
+                curve = fit(model, batches, cross_entropy(recipe.label_smoothing), instantiate(recipe.optimizer),
+                            self.device, epochs=recipe.epochs, schedule=recipe.schedule,
+                            logger=logger.lightning(job), progress=self.cfg.progress)
             return {"curve": curve, "job": job}
         return train
 
@@ -219,7 +220,8 @@ class Context:
 
     def _outputs_path(self, meta: dict, suffix: str) -> Path:
         split_hash = hashlib.sha256(json.dumps(asdict(self.split), sort_keys=True).encode()).hexdigest()[:16]
-        return self.cache.root / "logits" / f"{meta['sha256'][:20]}-{split_hash}{suffix}"
+        return (self.cache.root / "logits" /
+                f"{meta['sha256'][:20]}-{split_hash}-e{evaluation.OUTPUTS_VERSION}{suffix}")
 
     def cached_metrics(self, meta: dict, tag: str, compute) -> dict:
         """``compute()`` for a *cached* model, once per (checkpoint, split, ``tag``), kept as JSON beside its

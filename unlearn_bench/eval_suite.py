@@ -14,8 +14,8 @@ import pandas as pd
 from unlearn_bench import metrics as M
 from unlearn_bench.evaluation import SPLITS
 
-# Bump when population_mias changes what it returns: results cached for the original and the oracle
-# (Context.cached_metrics) are keyed by it.
+# Bump when population_mias, or a metrics.* function it calls, changes what it returns: results cached for
+# the original and the oracle (Context.cached_metrics) are keyed by it.
 POPULATION_MIA_VERSION = 1
 
 
