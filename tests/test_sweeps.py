@@ -130,3 +130,41 @@ def test_ray_launcher_runs_locally(tmp_path, cache_dir):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher")
     _cli(["-m", *QUICK, "method=none", "seed=0,1", "name=ray", "hydra/launcher=ray_cluster"], tmp_path, cache_dir)
     assert len(list((tmp_path / "ray").rglob("metrics.json"))) == 2
+
+
+# -- every job validated before the first starts (sweep_check) ------------------------------------------
+def test_sweep_jobs_follow_the_basic_sweeper():
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from unlearn_bench.cli import CONFIG_DIR
+    from unlearn_bench.sweep_check import sweep_jobs
+    with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+        jobs = sweep_jobs(["experiment=default", "seed=0,1"], hydra_compose)
+        assert len(jobs) == 2 * len(str(yaml.safe_load((ROOT / "conf/experiment/default.yaml").read_text())
+                                        ["hydra"]["sweeper"]["params"]["method"]).split(","))
+        # a command-line sweep of the same key replaces the experiment's
+        jobs = sweep_jobs(["experiment=default", "method=none,retrain"], hydra_compose)
+        assert sorted(o for job in jobs for o in job if o.startswith("method=")) == ["method=none", "method=retrain"]
+        assert sweep_jobs(["data=digits", "hydra/sweeper=optuna_finetune"], hydra_compose) is None
+
+
+def test_check_sweep_builds_each_setup_once_and_checks_every_seed():
+    from unlearn_bench.errors import ConfigError
+    from unlearn_bench.sweep_check import check_sweep
+    assert check_sweep(["data=digits", "method=none,finetune", "seed=0,1,2"]) == 2  # seeds share a setup
+    with pytest.raises(ConfigError, match=r"^job 3 of 3 \(seed=-1\): seed=-1"):
+        check_sweep(["data=digits", "seed=0,1,-1"])
+    with pytest.raises(ConfigError, match=r"^job 3 of 4 \(forget.classes=\[12\] seed=0\): forget class"):
+        check_sweep(["data=digits", "method=lra_npp", "method.n=10", "forget.classes=[3],[12]", "seed=0,1"])
+
+
+def test_invalid_job_stops_the_sweep_before_anything_runs(tmp_path, cache_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
+    r = subprocess.run([CLI, "-m", *QUICK, "method=none,lra_npp", "forget.classes=[3],[12]",
+                        f"runs_dir={tmp_path}", f"cache_dir={cache_dir}"], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT, env=env)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith("error: job 2 of 4 (method=none forget.classes=[12]): forget class(es) [12] out "
+                               "of range") and "no job was started" in r.stderr
+    assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("config.yaml"))

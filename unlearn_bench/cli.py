@@ -2,7 +2,8 @@
 
 Before Hydra starts, ``preflight`` composes the command line once with Hydra's compose API: an unknown
 group option, a misspelled key or a malformed override then ends in one ``error: ...`` line (exit 2)
-instead of Hydra's multi-line report. Valid command lines go to Hydra unchanged.
+instead of Hydra's multi-line report. A multirun then has every job validated (``sweep_check``) before the
+first one starts. Valid command lines go to Hydra unchanged.
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ def main() -> None:
     if not special:
         try:
             preflight(list(args.overrides), args.config_name or "config", bool(args.multirun))
+            if args.multirun:  # every job validated before the first one starts
+                from unlearn_bench.sweep_check import check_sweep
+                check_sweep(list(args.overrides), args.config_name or "config")
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
