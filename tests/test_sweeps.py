@@ -149,7 +149,7 @@ def test_sweep_jobs_follow_the_basic_sweeper():
         assert sweep_jobs(["data=digits", "hydra/sweeper=optuna_finetune"], hydra_compose) is None
 
 
-def test_check_sweep_builds_each_setup_once_and_checks_every_seed():
+def test_check_sweep_builds_each_setup_once_and_checks_every_seed(tmp_path):
     from unlearn_bench.errors import ConfigError
     from unlearn_bench.sweep_check import check_sweep
     assert check_sweep(["data=digits", "method=none,finetune", "seed=0,1,2"]) == 2  # seeds share a setup
@@ -157,6 +157,9 @@ def test_check_sweep_builds_each_setup_once_and_checks_every_seed():
         check_sweep(["data=digits", "seed=0,1,-1"])
     with pytest.raises(ConfigError, match=r"^job 3 of 4 \(forget.classes=\[12\] seed=0\): forget class"):
         check_sweep(["data=digits", "method=lra_npp", "method.n=10", "forget.classes=[3],[12]", "seed=0,1"])
+    with pytest.raises(ConfigError, match=r"^job 1 of 2 \(seed=0\): dataset mnist not found"):  # data errors too
+        check_sweep(["data=mnist", "data.download=false", f"data.root={tmp_path}", f"cache_dir={tmp_path}",
+                     "seed=0,1"])
 
 
 def test_invalid_job_stops_the_sweep_before_anything_runs(tmp_path, cache_dir):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from unlearn_bench.errors import ConfigError
+from unlearn_bench.errors import ConfigError, UnlearnBenchError
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 MAX_SETUPS = 256
@@ -76,7 +76,7 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
                 else:
                     check_config(cfg)
                 seeds.add(seed)
-            except ConfigError as e:
+            except UnlearnBenchError as e:  # a config error, or data that cannot be found
                 what = " ".join(o for o in job if _key(o) in varying)
                 raise ConfigError(f"job {i + 1} of {len(jobs)} ({what}): {e}; no job was started") from e
     return built
