@@ -21,7 +21,7 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from unlearn_bench.errors import CacheError
+from unlearn_bench.errors import CacheError, one_line
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when training code changes what a spec produces
@@ -73,8 +73,7 @@ class ModelCache:
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # weights_only refuses anything but tensors and plain containers
-            first = " ".join(str(e).split())[:160]
-            raise CacheError(f"cache entry {pt} holds pickled objects and was refused ({first}); "
+            raise CacheError(f"cache entry {pt} holds pickled objects and was refused ({one_line(e, 160)}); "
                              f"fix: delete it") from e
         except (RuntimeError, EOFError, OSError) as e:  # an unreadable archive whose meta was rewritten
             log.warning("cache %s/%s: unreadable checkpoint (%s); rebuilding", kind, key, e)

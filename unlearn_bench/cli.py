@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_bench.errors import ConfigError, UnlearnBenchError
+from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("unlearn_bench")
@@ -28,10 +28,6 @@ def _join(classes) -> str:
 
 
 OmegaConf.register_new_resolver("ub_join", _join, replace=True)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]
 
 
 def _keys(node, prefix: str = "") -> list[str]:
@@ -71,7 +67,7 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
     try:
         overrides = OverridesParser.create().parse_overrides(args)
     except OverrideParseException as e:
-        raise ConfigError(f"cannot parse the override ({_one_line(e)}); fix: write key=value, "
+        raise ConfigError(f"cannot parse the override ({one_line(e)}); fix: write key=value, "
                           f"quote values with spaces or brackets") from e
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         loader = GlobalHydra.instance().config_loader()
@@ -113,7 +109,7 @@ def _explain(e: Exception, overrides, compose, config_name: str) -> str:
             return f"unknown config key '{key}'; fix: {hint}"
         if text.startswith("Could not append to config") and f"'{key}'" in text:
             return f"+{key} adds a key that already exists; fix: write {key}=... to change it"
-    return f"the command line does not compose ({_one_line(text, 200)}); fix: correct that override"
+    return f"the command line does not compose ({one_line(text, 200)}); fix: correct that override"
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -122,7 +118,7 @@ def _app(cfg: DictConfig) -> float | None:
     try:
         result = run(cfg)  # validates the whole config before it writes or trains anything
     except UnlearnBenchError as e:
-        print(f"error: {_one_line(e, 1000)}", file=sys.stderr)
+        print(f"error: {one_line(e, 1000)}", file=sys.stderr)
         sys.exit(2)
     acc = result.get("acc/forget_train")
     log.info("%s: %s", result.get("method"), {k: round(v, 4) for k, v in result.items()

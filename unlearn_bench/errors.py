@@ -1,6 +1,12 @@
 """The project's own errors. Each message is one line: the problem, then the fix."""
 
 
+def one_line(text, limit: int = 300) -> str:
+    """``text`` (an exception or any object) with its whitespace collapsed, cut to ``limit`` characters:
+    how another library's message is quoted inside one of ours."""
+    return " ".join(str(text).split())[:limit]
+
+
 class UnlearnBenchError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero."""
 

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unlearn_bench.errors import ConfigError, UnlearnBenchError
+from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
 
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one, silently
 DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
@@ -27,10 +27,6 @@ INTEGRAL = ("epochs", "steps", "batch_size")
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
-
-
-def _line(e: BaseException, limit: int = 200) -> str:
-    return " ".join(str(e).split())[:limit]
 
 
 def _is_int(v) -> bool:
@@ -62,7 +58,7 @@ def _plain(cfg) -> dict:
         return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
                 for k in cfg if k != "hydra"}
     except OmegaConfBaseException as e:
-        raise ConfigError(f"the configuration does not resolve ({_line(e)}); fix: correct that "
+        raise ConfigError(f"the configuration does not resolve ({one_line(e, 200)}); fix: correct that "
                           f"interpolation or override") from e
 
 
@@ -156,7 +152,7 @@ def validate_run(ctx) -> None:
             out = model(torch.zeros(2, *data.in_shape))
     except (RuntimeError, ValueError, TypeError) as e:
         raise ConfigError(f"model {label} does not fit {data.name} images {tuple(data.in_shape)} "
-                          f"({_line(e, 160)}); fix: choose a model for this input size or correct the "
+                          f"({one_line(e, 160)}); fix: choose a model for this input size or correct the "
                           f"model.* overrides") from e
     _check(tuple(out.shape) == (2, k), f"model outputs {tuple(out.shape[1:])} logits but {data.name} has {k} "
                                        f"classes; fix: do not override the model's num_classes")
@@ -177,7 +173,7 @@ def build_context(cfg):
     except UnlearnBenchError:
         raise
     except (InstantiationException, ValueError, TypeError) as e:
-        raise ConfigError(f"the configuration cannot be built ({type(e).__name__}: {_line(e)}); fix: correct "
+        raise ConfigError(f"the configuration cannot be built ({type(e).__name__}: {one_line(e, 200)}); fix: correct "
                           f"the override of the node named there") from e
 
 
