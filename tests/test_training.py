@@ -89,6 +89,31 @@ def test_max_steps_stops_mid_epoch():
     assert len(curve) == 1  # the partial epoch still gets its mean loss
 
 
+def test_max_steps_stops_a_run_of_several_epochs_at_that_step():
+    seen = []
+    curve = fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=5,
+                max_steps=6, after_step=lambda m: seen.append(1), progress=False)  # 4 steps per epoch
+    assert len(seen) == 6 and len(curve) == 2
+
+
+def test_a_logger_gets_the_epoch_loss_and_the_bar_shows_it(tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from unlearn_bench.training import StepModule, ThrottledProgressBar
+    curve = fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=3,
+                logger=CSVLogger(tmp_path, name="t"), progress=False)
+    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    logged = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
+    assert logged == pytest.approx(curve)
+    assert [int(r["step"]) for r in rows if r.get("train_loss")] == [3, 7, 11]  # the batches seen so far
+    module = StepModule(_model(), cross_entropy(), partial(torch.optim.SGD, lr=0.1))
+    module.curve = [0.25]
+    trainer = make_trainer("cpu", 1, progress=False)
+    assert ThrottledProgressBar().get_metrics(trainer, module)["train_loss"] == "0.25"
+
+
 def test_nan_loss_raises_diverged():
     def nan_loss(model, batch):
         return model(batch[0]).sum() * float("nan")

@@ -5,7 +5,10 @@ loss curve and divergence guard.
 
 The step is written out (Lightning's manual optimisation) rather than run through the automatic closure
 machinery: for small models on CPU the per-step hook and closure layers cost as much as the model itself
-(see ``benchmarks/bench_epoch.py``). Nothing in the step reads a value back to the host.
+(see ``benchmarks/bench_epoch.py``). For the same reason the step calls the raw optimizer and
+``loss.backward()`` (the precisions offered, fp32 and bf16 autocast, need no loss scaling), counts its own
+steps for ``max_steps``, and hands the loss to Lightning's logging only when a logger is attached. Nothing in
+the step reads a value back to the host.
 """
 
 from __future__ import annotations
@@ -79,27 +82,31 @@ class StepModule(L.LightningModule):
     """Minimises ``loss_fn(model, batch)``; keeps a per-epoch loss curve without a per-step host sync."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, optimizer: Callable, schedule: Callable | None = None,
-                 after_step: Callable[[nn.Module], None] | None = None):
+                 after_step: Callable[[nn.Module], None] | None = None, max_steps: int = -1):
         super().__init__()
         self.model, self.loss_fn, self.optimizer_factory = model, loss_fn, optimizer
-        self.schedule, self.after_step = schedule, after_step
+        self.schedule, self.after_step, self.max_steps = schedule, after_step, max_steps
         self.automatic_optimization = False
         self.curve: list[float] = []
+        self.steps = 0
         self._sum = None
         self._count = 0
         self._opt = self._sched = None
 
     def training_step(self, batch, batch_idx):
-        if self._opt is None:  # Lightning wraps the optimizer at fit start; look it up once, not per step
-            self._opt = self.optimizers()
+        if self._opt is None:  # look the optimizer up once, not per step
+            self._opt = self.optimizers(use_pl_optimizer=False)
         loss = self.loss_fn(self.model, batch)
         self._opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        self._opt.step()  # through Lightning, so global_step (and max_steps) count it
+        loss.backward()
+        self._opt.step()
         if self._sched is not None:
             self._sched.step()
         if self.after_step is not None:
             self.after_step(self.model)
+        self.steps += 1
+        if self.steps == self.max_steps:  # Lightning's own count (global_step) follows its optimizer wrapper
+            self.trainer.should_stop = True
         d = loss.detach().float()
         self._sum = d if self._sum is None else self._sum + d
         self._count += 1
@@ -108,7 +115,8 @@ class StepModule(L.LightningModule):
         if self._count:
             mean = float(self._sum) / self._count  # the one host sync of the epoch
             self.curve.append(mean)
-            self.log("train_loss", mean, prog_bar=True)
+            if self.trainer.loggers:  # Lightning's logging machinery costs ~1 ms per call; the bar reads the curve
+                self.log("train_loss", mean)
             if not math.isfinite(mean):
                 raise Diverged(f"loss became {mean} in epoch {len(self.curve)}")
         self._sum, self._count = None, 0
@@ -135,6 +143,13 @@ class ThrottledProgressBar(TQDMProgressBar):
         if now - self._last >= self.interval or batch_idx + 1 == self.total_train_batches:
             self._last = now
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        curve = getattr(pl_module, "curve", None)
+        if curve:
+            items["train_loss"] = f"{curve[-1]:.3g}"
+        return items
 
 
 def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1, logger=False,
@@ -188,7 +203,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
     """Train ``model`` in place; returns the per-epoch mean loss. Raises ``Diverged`` on NaN/inf."""
     total = max_steps if max_steps > 0 else (epochs or 1) * len(batches)
     module = StepModule(model, loss_fn, optimizer,
-                        cosine_schedule(total) if schedule == "cosine" else None, after_step)
+                        cosine_schedule(total) if schedule == "cosine" else None, after_step, max_steps)
     trainer = make_trainer(device, epochs, max_steps, logger, progress)
     model.train()
     with plain_cuda_check():
