@@ -1,6 +1,8 @@
 """Output collection: device-dependent batch size and the CPU channels_last layout give the same logits as a
 plain forward pass, and leave the model as trainable as before."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -83,4 +85,16 @@ def test_eval_batch_size_follows_the_device():
 
 def test_empty_split_gives_an_empty_array():
     s = _subset(n=0)
-    assert evaluation.predict_logits(cnn_paper((1, 12, 12), 10), s).shape[0] == 0
+    assert evaluation.predict_logits(cnn_paper((1, 12, 12), 10), s).shape == (0, 10)  # concatenates with others
+
+
+def test_anamnesis_index_is_empty_when_neither_model_relearns(monkeypatch):
+    s = _subset(n=8)
+    subsets = {"forget_train": s, "retain_train": s, "forget_test": s}
+    model = cnn_paper((1, 12, 12), 10)
+    monkeypatch.setattr(evaluation, "relearn_steps", lambda *a: (5, False))  # both censored at the cap
+    out = evaluation.relearn(subsets, model, model, 0.9, 4, 1e-3, 5, 0)
+    assert out["relearn/steps"] == out["retrain/relearn/steps"] == 5 and math.isnan(out["relearn/ain"])
+    calls = iter([(3, True), (5, False)])  # only the oracle is censored: the ratio is a bound, still reported
+    monkeypatch.setattr(evaluation, "relearn_steps", lambda *a: next(calls))
+    assert evaluation.relearn(subsets, model, model, 0.9, 4, 1e-3, 5, 0)["relearn/ain"] == pytest.approx(0.6)

@@ -16,7 +16,7 @@ from unlearn_bench.evaluation import SPLITS
 
 # Bump when population_mias, or a metrics.* function it calls, changes what it returns: results cached for
 # the original and the oracle (Context.cached_metrics) are keyed by it.
-POPULATION_MIA_VERSION = 1
+POPULATION_MIA_VERSION = 2  # 2: Fr with a linear-kernel SVC, Fs with 10% held out per split
 
 
 def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:

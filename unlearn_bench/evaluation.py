@@ -66,13 +66,11 @@ def predict_logits(model: nn.Module, subset: Subset, batch_size: int | None = No
     # the layout change happens outside inference mode: parameters rewritten inside it would become
     # inference tensors, which a later training step (relearn, a method) cannot use
     with cpu_layout(model, x) as cl, torch.inference_mode():
-        for i in range(0, len(x), bs):
+        for i in range(0, max(len(x), 1), bs):  # an empty split still runs once: (0, classes), not (0, 0)
             xb = subset.normalize(x[i:i + bs])
             if subset.channels_last or cl:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             out.append(model(xb).float())
-    if not out:
-        return np.zeros((0, 0), dtype=np.float32)
     return torch.cat(out).cpu().numpy()
 
 
@@ -125,5 +123,8 @@ def relearn(subsets: dict[str, Subset], unlearned: nn.Module, retrain: nn.Module
             steps, reached = relearn_steps(model, train, probe, target, lr, max_steps)
             out.update({f"{prefix}relearn/steps": steps, f"{prefix}relearn/reached": float(reached)})
     if retrain is not None:
-        out["relearn/ain"] = relearn_ain(out["relearn/steps"], out["retrain/relearn/steps"])
+        # neither reached the target: both counts are the cap, and their ratio (1) would read as ideal
+        both_censored = not (out["relearn/reached"] or out["retrain/relearn/reached"])
+        out["relearn/ain"] = (float("nan") if both_censored
+                              else relearn_ain(out["relearn/steps"], out["retrain/relearn/steps"]))
     return out

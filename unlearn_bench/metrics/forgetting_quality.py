@@ -4,8 +4,9 @@ Triantafillou et al. 2024, "Are we making progress in unlearning? Findings from 
 competition". From one original model, the unlearning algorithm is run N times and N models are retrained
 without D_f; per forget example the logit-scaled confidences of the 2N models form two samples. An
 (eps, delta) privacy-style distinguishability eps_i is estimated from the FPR/FNR of simple decision
-rules, turned into points, and averaged into F in [0, 1] (higher = closer to retraining;
-Retrain vs Retrain ~ 1).
+rules, turned into points, and averaged into F in [0, 1] (higher = closer to retraining). Retrain vs
+Retrain is the reference, and it is well below 1: with few runs per side the epsilon estimate is noisy, and
+two samples of one distribution score about 0.2-0.4 at N = 3-512.
 """
 from __future__ import annotations
 
@@ -120,5 +121,8 @@ def forgetting_quality(unlearned_scores, retrain_scores, delta: float = 1e-5) ->
 
 
 def final_score(F: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) -> float:
-    """Challenge final score: F * (RA_u / RA_r) * (TA_u / TA_r). Higher = better; Retrain ~ 1."""
+    """Challenge final score: F * (RA_u / RA_r) * (TA_u / TA_r). Higher = better; Retrain scores its own F
+    (well below 1 for few runs, see ``forgetting_quality``). NaN when the oracle's accuracy is 0."""
+    if float(ra_r) == 0.0 or float(ta_r) == 0.0:
+        return float("nan")
     return float(F) * (float(ra_u) / float(ra_r)) * (float(ta_u) / float(ta_r))
