@@ -184,3 +184,32 @@ def test_retrain_cost_is_its_training_time_when_cached(tmp_path):
     _run(tmp_path, "retrain", 0, 0, {"acc/forget_train": 0.0, "cost/unlearn_s": 0.1, "retrain/train_s": 28.7})
     df = load(tmp_path)
     assert df.loc[0, "cost/unlearn_s"] == 28.7 and df.loc[0, "cost/unlearn_s_measured"] == 0.1
+
+
+def test_a_repeated_run_counts_once_and_settings_stay_apart(tmp_path):
+    import os
+    for sub in ("first", "again"):  # the same oracle under two sweep names
+        _run(tmp_path, "retrain", 0, 0, {"acc/forget_train": 0.0 if sub == "again" else 0.5}, sub=sub)
+    os.utime(tmp_path / "again" / "digits-mlp" / "retrain" / "forget0-seed0" / "metrics.json", (2e9, 2e9))
+    for h in (5, 40):
+        _run(tmp_path, "lra_npp", 0, 0, {"acc/forget_train": 0.1}, {"h": h}, sub=f"h{h}")
+    df = load(tmp_path)
+    assert df.attrs["repeats"] == 1 and len(df) == 3
+    assert df[df["method"] == "retrain"]["acc/forget_train"].tolist() == [0.0]  # the newest is kept
+    assert sorted(df[df["method"] == "lra_npp"]["cfg/method.h"]) == [5, 40]
+
+
+def test_sweep_table_counts_failed_runs_and_keeps_settings_that_all_failed(tmp_path):
+    from unlearn_bench.report import sweep_report
+    for seed in (0, 1):
+        _run(tmp_path, "lra_npp", 0, seed, {"acc/forget_train": 0.05}, {"h": 40}, sub="h40")
+        _run(tmp_path, "lra_npp", 0, seed, {"status": "failed"}, {"h": 80}, sub="h80")
+    _run(tmp_path, "lra_npp", 0, 2, {"status": "failed"}, {"h": 40}, sub="h40")
+    out = tmp_path / "out"
+    out.mkdir()
+    sweep_report(load(tmp_path), "cfg/method.h", out, "H")
+    t = pd.read_csv(out / "table.csv").set_index("cfg/method.h")
+    assert t.loc[40, "n"] == 2 and t.loc[40, "failed"] == 1
+    assert t.loc[80, "n"] == 0 and t.loc[80, "failed"] == 2
+    smallest = pd.read_csv(out / "smallest.csv", dtype=str)
+    assert smallest["H with failed runs"].tolist() == ["40, 80"]

@@ -22,3 +22,11 @@ def test_failed_only_method_keeps_a_row_and_failures_are_not_averaged():
     assert t.loc["finetune", "n"] == 1 and t.loc["finetune", "failed"] == 1
     assert t.loc["finetune", "acc/forget_train"] == "0.200"
     assert t.loc["none", "acc/forget_train"] == "0.900 ± 0.141"  # mean ± sample std over the 2 seeds
+
+
+def test_a_cell_with_missing_values_says_how_many_runs_it_averages():
+    df = pd.DataFrame([_row("none", seed=s, **{"mia/fr": v, "acc/forget_train": 1.0}) for s, v in
+                       enumerate([0.9, float("nan"), float("nan")])])
+    t = summarize(df, columns=["mia/fr", "acc/forget_train"]).set_index("method")
+    assert t.loc["none", "n"] == 3 and t.loc["none", "mia/fr"] == "0.900 (n=1)"
+    assert t.loc["none", "acc/forget_train"] == "1.000 ± 0.000"

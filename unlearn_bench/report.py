@@ -57,7 +57,24 @@ def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
             for node in config_nodes:
                 _flatten(node, cfg.get(node, {}), flat)
         extra.append({f"cfg/{k}": v for k, v in flat.items() if not k.endswith("_target_")})
-    return pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
+    return drop_repeats(pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1))
+
+
+def drop_repeats(df: pd.DataFrame) -> pd.DataFrame:
+    """One run per experiment: runs that repeat one (data, model, forget set, setup, seed, method and method
+    settings), e.g. the same oracle under two sweep names, would count twice in n and pair twice in the
+    tests. The newest (by its metrics.json) is kept; ``df.attrs["repeats"]`` says how many were dropped."""
+    keys = [k for k in (*GROUP, "setup", "seed", "method") if k in df.columns]
+    keys += sorted(c for c in df.columns if c.startswith("cfg/method."))
+    if not keys or "run_dir" not in df.columns:
+        return df
+    mtime = df["run_dir"].map(lambda d: (Path(d) / "metrics.json").stat().st_mtime
+                              if (Path(d) / "metrics.json").exists() else 0.0)
+    ident = df[keys].astype(str).agg("|".join, axis=1)
+    keep = ~ident.loc[mtime.sort_values(kind="stable").index].duplicated(keep="last")
+    out = df.loc[keep[keep].index.sort_values()]
+    out.attrs["repeats"] = len(df) - len(out)
+    return out
 
 
 def load_or_exit(runs_dir: str | Path, command: str = "", config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
@@ -116,10 +133,13 @@ def _order(method: str) -> tuple:
     return (0 if method == "Original" else 1 if method == "retrain" else 3 if method == "none" else 2, method)
 
 
-def _cell(vals: pd.Series) -> str:
+def _cell(vals: pd.Series, n: int | None = None) -> str:
+    """Mean ± std; ``(n=k)`` when only k of the row's n runs have a value (NaN for them, e.g. Fr with too
+    few forget-class test images), so a cell never claims more runs than it averages."""
     if vals.empty:
         return "—"
-    return f"{vals.mean():.3f}" if len(vals) == 1 else f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}"
+    cell = f"{vals.mean():.3f}" if len(vals) == 1 else f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}"
+    return cell if n is None or len(vals) >= n else f"{cell} (n={len(vals)})"
 
 
 def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] | None = None,
@@ -137,7 +157,9 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     orig = _original_rows(ok, group)  # one per (forget set, seed) before pooling: forget metrics differ by class
     if pool_forget:
         df, ok, orig = (d.assign(forget="all") for d in (df, ok, orig))
-    both = pd.concat([orig, ok], ignore_index=True)
+    # object columns keep a variant's value as it is in df (40, not 40.0 after a concat with blanks), so the
+    # failed runs below match its row
+    both = pd.concat([orig, ok.astype({c: object for c in by})], ignore_index=True)
     for c in by:  # Original is the same model whatever the method's setting: one row, blank variant
         both[c] = both[c].astype(object)
         both.loc[both["method"] == "Original", c] = ""
@@ -152,7 +174,7 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
                 failed = failed[failed[k].astype(str) == str(row[k])]
         row["failed"] = len(failed)
         for c in columns:
-            row[c] = _cell(pd.to_numeric(g[c], errors="coerce").dropna())
+            row[c] = _cell(pd.to_numeric(g[c], errors="coerce").dropna(), len(g))
         rows.append(row)
     seen = {tuple(str(r[k]) for k in keys) for r in rows}
     bad = df[df["status"] != "ok"]
@@ -206,9 +228,12 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     failed = df[df["status"] != "ok"]
+    repeats = df.attrs.get("repeats", 0)
     lines = [f"# {title}", "",
              (f"{len(df)} runs ({len(failed)} failed); cells are mean ± std over runs, n = runs per row. "
-              f"Commits: {_commits(df)}."), ""]
+              + (f"{repeats} repeated run(s) of an experiment already counted were left out (the newest "
+                 "is kept). " if repeats else "")
+              + f"Commits: {_commits(df)}."), ""]
     for (data, model), g in df.groupby(["data", "model"], sort=True):
         lines += [f"## {data} / {model}", "", summarize(g, columns, by, rename).to_markdown(index=False), ""]
         ok = g[g["status"] == "ok"]
@@ -277,9 +302,10 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
         key = param.removeprefix("cfg/")
         raise SystemExit(f"error: runs have no {key} in config.yaml; fix: point at runs of the experiment that "
                          f"sweeps {key}")
-    ok = df[df["status"] == "ok"].copy()
-    ok[param] = pd.to_numeric(ok[param], errors="coerce")
-    md = [write_table(summarize(ok, list(metrics) + ["cost/unlearn_s"], by=[param], pool_forget=True), out / "table",
+    df = df.assign(**{param: pd.to_numeric(df[param], errors="coerce")})
+    ok = df[df["status"] == "ok"]
+    # every run goes to the table, so failed ones are counted (a setting whose runs all failed keeps a row)
+    md = [write_table(summarize(df, list(metrics) + ["cost/unlearn_s"], by=[param], pool_forget=True), out / "table",
                       f"## {label}: mean ± std over seeds and forget classes")]
     figures.lines(ok, param, list(metrics), out / "sweep.png", logx=logx, title=f"{label}: mean ± std, all classes")
     figures.lines(ok, param, "acc/forget_train", out / "sweep_per_class.png", hue="forget", logx=logx,
@@ -287,11 +313,15 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
     md += ["![sweep](sweep.png)", "", "![per class](sweep_per_class.png)", ""]
     chance = 1.0 / _num_classes(ok)
     means = ok.groupby(["method", "forget", param])["acc/forget_train"].mean().reset_index()
+    bad = df[df["status"] != "ok"]
     rows = []
     for (method, cls), g in means.groupby(["method", "forget"]):
         hit = g[g["acc/forget_train"] <= chance + 1e-12].sort_values(param)
+        lost = bad[(bad["method"] == method) & (bad["forget"].astype(str) == str(cls))][param]
         rows.append({"method": method, "forget": cls,
-                     f"smallest {label} with At <= {chance:.2f}": hit[param].iloc[0] if len(hit) else "none"})
+                     f"smallest {label} with At <= {chance:.2f}": hit[param].iloc[0] if len(hit) else "none",
+                     # a mean over the seeds that survived is not the mean of the setting
+                     f"{label} with failed runs": ", ".join(f"{v:g}" for v in sorted(lost.dropna().unique()))})
     md += [write_table(pd.DataFrame(rows), out / "smallest", f"## Smallest {label} reaching chance per class")]
     return "\n".join(md)
 
