@@ -16,7 +16,7 @@ from baselines.ssd import SSD
 from unlearn_bench import pipeline
 from unlearn_bench.batches import Normalizer
 from unlearn_bench.config import compose
-from unlearn_bench.errors import RegimeError
+from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models.mlp import mlp
 
@@ -131,3 +131,32 @@ def test_methods_forget_on_digits(digits_cfg, tmp_path, overrides):
     assert m["original/acc/forget_test"] > 0.9
     assert m["acc/forget_test"] < 0.3 and m["acc/forget_train"] < 0.3
     assert m["acc/retain_test"] > 0.85
+
+
+def test_jit_keeps_batchnorm_statistics_and_differentiates_only_the_clean_outputs():
+    torch.manual_seed(0)
+    grad_on = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            grad_on.append(torch.is_grad_enabled())
+            return x
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8),
+                                torch.nn.ReLU(), torch.nn.Linear(8, 3), Spy())
+    stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    JiT(lr=0.05, copies=4, batch_size=2).unlearn(model, _data(Regime.ZERO_SHOT, _sets()))
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in stats.items())  # 4 steps left them alone
+    assert grad_on[::2] == [True] * 4 and grad_on[1::2] == [False] * 4  # clean pass, then the noisy copies
+
+
+def test_jit_on_the_forget_set_is_forget_only():
+    torch.manual_seed(0)
+    model = mlp((1, 4, 4), 3, hidden=(8,))
+    method = JiT(lr=0.05, copies=4, batch_size=4, source="forget")
+    assert method.regime == Regime.FORGET_ONLY and JiT().regime == Regime.ZERO_SHOT
+    before = copy.deepcopy(model)
+    out = method.unlearn(model, _data(Regime.FORGET_ONLY, _sets()))  # the unseen pool would raise
+    assert any(not torch.equal(a, b) for a, b in zip(out.parameters(), before.parameters()))
+    with pytest.raises(ConfigError, match="method.source=forget"):
+        JiT(source="retain").validate(model, {})

@@ -228,3 +228,17 @@ def test_conv_layer_relevance_shape():
     assert not model.training and all(p.grad is None for p in model.parameters())
     for m in model.modules():  # no zennit or capture hooks left behind
         assert not m._forward_pre_hooks and not m._forward_hooks
+
+
+def test_ties_go_to_the_unit_seen_first_like_the_authors_counter():
+    from collections import Counter
+
+    from unlearn_bench.relevance import topk_first_seen
+    R = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.5], [0.2, 0.1, 0.9]])
+    counts, first = topk_occurrence(R, 1), topk_first_seen(R, 1)
+    assert counts.tolist() == [1, 1, 1] and first.tolist() == [1, 0, 2]
+    assert select_units(counts, 3, first).tolist() == [1, 0, 2]  # seen first: unit 1 (row 0), then 0, then 2
+    assert select_units(counts, 3).tolist() == [0, 1, 2]  # without it: lower index
+    tally = Counter(int(i) for row in R for i in torch.argsort(row, descending=True, stable=True)[:1])
+    assert select_units(counts, 3, first).tolist() == [u for u, _ in tally.most_common()]
+    assert topk_first_seen(R, 0).tolist() == [0, 0, 0]  # nothing seen: every unit gets N * k = 0

@@ -35,6 +35,7 @@ __all__ = [
     "input_relevance",
     "layer_relevance",
     "select_units",
+    "topk_first_seen",
     "topk_occurrence",
 ]
 
@@ -242,11 +243,26 @@ def topk_occurrence(R: torch.Tensor, k: int) -> torch.Tensor:
     return torch.bincount(order.flatten().cpu(), minlength=R.shape[1]).to(R.device)
 
 
-def select_units(counts: torch.Tensor, h: int) -> torch.Tensor:
-    """The ``h`` most frequent units (LongTensor), most frequent first, ties broken by lower index."""
+def topk_first_seen(R: torch.Tensor, k: int) -> torch.Tensor:
+    """For each unit, where it first appears when the rows' top-``k`` lists (each by descending relevance)
+    are read one after another: the insertion order of the authors' occurrence counter, which breaks
+    ties between equal counts. Units never in a top-``k`` get ``N * k``."""
+    n = R.shape[0]
+    order = torch.argsort(R.detach(), dim=1, descending=True, stable=True)[:, :k].flatten().cpu()
+    first = torch.full((R.shape[1],), n * k, dtype=torch.long)
+    # scatter_reduce amin: the smallest position at which each unit occurs
+    return first.scatter_reduce(0, order, torch.arange(order.numel()), reduce="amin")
+
+
+def select_units(counts: torch.Tensor, h: int, first_seen: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``h`` most frequent units (LongTensor), most frequent first; ties go to the unit seen first
+    (``first_seen``, see ``topk_first_seen``) or, without it, to the lower index."""
     counts = torch.as_tensor(counts)
     if counts.dim() != 1:
         raise ValueError(f"counts must be 1-D, got shape {tuple(counts.shape)}")
     if not 0 <= h <= counts.numel():
         raise ValueError(f"h={h} must lie in [0, {counts.numel()}] (the number of units)")
-    return torch.argsort(-counts.double(), stable=True)[:h].long()
+    idx = torch.arange(counts.numel())
+    if first_seen is not None:  # two stable sorts: by first appearance, then by count
+        idx = torch.argsort(torch.as_tensor(first_seen).cpu(), stable=True)
+    return idx[torch.argsort(-counts.double().cpu()[idx], stable=True)][:h].long()

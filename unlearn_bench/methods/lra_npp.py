@@ -44,6 +44,7 @@ from unlearn_bench.relevance import (
     epsilon_closed_form,
     layer_relevance,
     select_units,
+    topk_first_seen,
     topk_occurrence,
 )
 
@@ -146,12 +147,14 @@ class LRANPP(Method):
         rel, _ = layer_relevance(net, x, [s.consumer for s in specs], target, self.rule, self.epsilon, self.gamma)
         return rel
 
-    def _scores(self, net, analysis: Subset, data: UnlearnData, specs) -> tuple[dict, dict]:
-        """Per layer: ranking scores (occurrence counts, or the contrastive difference) and raw counts."""
+    def _scores(self, net, analysis: Subset, data: UnlearnData, specs) -> tuple[dict, dict, dict]:
+        """Per layer: ranking scores (occurrence counts, or the contrastive difference), raw counts, and
+        where each unit first appears in the analysis pool's top-K lists (ties between scores go to it)."""
         rel = self._relevance(net, analysis, specs)
         counts = {s.consumer: topk_occurrence(rel[s.consumer], self.k_for(s.width)).cpu() for s in specs}
+        first = {s.consumer: topk_first_seen(rel[s.consumer], self.k_for(s.width)) for s in specs}
         if not self.contrastive:
-            return {k: v.double() for k, v in counts.items()}, counts
+            return {k: v.double() for k, v in counts.items()}, counts, first
         other = data.unseen_retain.sample(self.n, int(data.seed))
         rel_o = self._relevance(net, other, specs)
         scores = {}
@@ -159,7 +162,7 @@ class LRANPP(Method):
             c_o = topk_occurrence(rel_o[s.consumer], self.k_for(s.width)).cpu()
             # occurrence rates, so the two pools may differ in size
             scores[s.consumer] = counts[s.consumer].double() / len(analysis) - c_o.double() / len(other)
-        return scores, counts
+        return scores, counts, first
 
     def _masks(self, model, specs, ranked: dict, h_first: int, forget) -> dict:
         w0 = specs[0].width
@@ -215,9 +218,9 @@ class LRANPP(Method):
         # zennit's hooks leave weights alone, so only BatchNorm folding needs a copy
         use_copy = self.canonize and has_bn and self.relevance == "zennit"
         net = canonize_copy(model, example=x0) if use_copy else model
-        scores, counts = self._scores(net, analysis, data, specs)
+        scores, counts, first = self._scores(net, analysis, data, specs)
         del net
-        ranked = {s.consumer: select_units(scores[s.consumer], s.width) for s in specs}
+        ranked = {s.consumer: select_units(scores[s.consumer], s.width, first[s.consumer]) for s in specs}
         auto = None
         if self.auto:
             h_first, auto = self._search_h(model, specs, ranked, calib, data)

@@ -6,8 +6,8 @@ input it is). Relevance is read at Q's input, so the layer named in the config i
 (``model.feature_layer``) the producer is ``model.feature_source`` (``None`` for ResNets / ViT).
 
 Paths at the classifier (``path``):
-- ``incoming_and_target_out``: P's weight row and bias entry of the unit, and Q's weight from the unit to
-  each forget class (the authors' CNN / VGG / MLP variant);
+- ``incoming_and_target_out``: P's weight row of the unit (its bias entry is kept, as the authors keep it)
+  and Q's weight from the unit to each forget class (the authors' CNN / VGG / MLP variant);
 - ``all_out``: Q's whole column for the unit, every class (the authors' ResNet variant);
 - ``target_out``: only Q's weight from the unit to the forget class(es) (the authors' ViT variant).
 At any other layer the path is the unit's filter in P (``weight[c]``, ``bias[c]``) and all its outgoing
@@ -79,8 +79,13 @@ def resolve_layers(model: nn.Module, names: list[str] | None) -> list[UnitLayer]
 
 
 def resolve_path(model: nn.Module, path: str) -> str:
-    """``auto`` -> ``incoming_and_target_out`` when the model names a ``feature_source``, else ``all_out``."""
+    """``auto`` -> the model's own ``lra_npp_path`` when it declares one (ViT: ``target_out``, the authors'
+    head-only edit), else ``incoming_and_target_out`` when it names a ``feature_source``, else ``all_out``
+    (the authors' ResNet edit)."""
     if path == "auto":
+        declared = getattr(model, "lra_npp_path", None)
+        if declared:
+            return declared
         return "incoming_and_target_out" if getattr(model, "feature_source", None) else "all_out"
     return path
 
@@ -110,7 +115,6 @@ def path_masks(model: nn.Module, layer: UnitLayer, units: torch.Tensor, path: st
                 raise ConfigError(f"lra_npp path incoming_and_target_out needs model.feature_source, but "
                                   f"{type(model).__name__} has none; fix: set method.path=all_out or auto")
             mark(layer.producer, "weight", units)
-            mark(layer.producer, "bias", units)
             mark(q, "weight", (forget[:, None], units[None, :]))
         elif path == "all_out":
             mark(q, "weight", (slice(None), units))

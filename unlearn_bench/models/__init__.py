@@ -4,7 +4,9 @@
 - ``feature_layer``: dotted name of the last ``nn.Linear`` (the classifier); its *input* is the feature
   vector that relevance methods score, one value per unit;
 - ``feature_source``: dotted name of the ``nn.Linear`` whose (ReLU'd) output those features are, or
-  ``None`` when the features come from pooling (ResNets, ViT).
+  ``None`` when the features come from pooling (ResNets, ViT);
+- optionally ``lra_npp_path``: the neuronal path LRA-NPP's ``path: auto`` edits in this model (ViT:
+  ``target_out``).
 """
 
 from unlearn_bench.models.convnets import cnn_paper, lenet5, vgg16_bn

@@ -21,6 +21,7 @@ class Block(nn.Module):
 class ViT(nn.Module):
     feature_layer = "head"
     feature_source = None
+    lra_npp_path = "target_out"  # the LRA-NPP authors edit only the head weights from a unit to the forget class
 
     def __init__(self, in_shape, num_classes: int, patch: int, dim: int, depth: int, heads: int, mlp_ratio: int):
         super().__init__()
