@@ -192,9 +192,10 @@ def test_a_repeated_run_counts_once_and_settings_stay_apart(tmp_path):
         _run(tmp_path, "retrain", 0, 0, {"acc/forget_train": 0.0 if sub == "again" else 0.5}, sub=sub)
     os.utime(tmp_path / "again" / "digits-mlp" / "retrain" / "forget0-seed0" / "metrics.json", (2e9, 2e9))
     for h in (5, 40):
-        _run(tmp_path, "lra_npp", 0, 0, {"acc/forget_train": 0.1}, {"h": h}, sub=f"h{h}")
+        _run(tmp_path, "lra_npp", 0, 0, {"acc/forget_train": 0.1}, {"h": h, "k": None}, sub=f"h{h}")
+    _run(tmp_path, "finetune", 0, 0, {"acc/forget_train": 0.3}, {"lr": 0.01}, sub="first")  # blanks elsewhere
     df = load(tmp_path)
-    assert df.attrs["repeats"] == 1 and len(df) == 3
+    assert df.attrs["repeats"] == 1 and len(df) == 4
     assert df[df["method"] == "retrain"]["acc/forget_train"].tolist() == [0.0]  # the newest is kept
     assert sorted(df[df["method"] == "lra_npp"]["cfg/method.h"]) == [5, 40]
 

@@ -70,7 +70,7 @@ def drop_repeats(df: pd.DataFrame) -> pd.DataFrame:
         return df
     mtime = df["run_dir"].map(lambda d: (Path(d) / "metrics.json").stat().st_mtime
                               if (Path(d) / "metrics.json").exists() else 0.0)
-    ident = df[keys].astype(str).agg("|".join, axis=1)
+    ident = df[keys].map(str).agg("|".join, axis=1)  # str() of every cell: NaN and None become text too
     keep = ~ident.loc[mtime.sort_values(kind="stable").index].duplicated(keep="last")
     out = df.loc[keep[keep].index.sort_values()]
     out.attrs["repeats"] = len(df) - len(out)
@@ -171,7 +171,7 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
         failed = df[df["status"] != "ok"]
         for k in keys:
             if k in failed.columns:
-                failed = failed[failed[k].astype(str) == str(row[k])]
+                failed = failed[failed[k].map(str) == str(row[k])]
         row["failed"] = len(failed)
         for c in columns:
             row[c] = _cell(pd.to_numeric(g[c], errors="coerce").dropna(), len(g))
@@ -317,7 +317,7 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
     rows = []
     for (method, cls), g in means.groupby(["method", "forget"]):
         hit = g[g["acc/forget_train"] <= chance + 1e-12].sort_values(param)
-        lost = bad[(bad["method"] == method) & (bad["forget"].astype(str) == str(cls))][param]
+        lost = bad[(bad["method"] == method) & (bad["forget"].map(str) == str(cls))][param]
         rows.append({"method": method, "forget": cls,
                      f"smallest {label} with At <= {chance:.2f}": hit[param].iloc[0] if len(hit) else "none",
                      # a mean over the seeds that survived is not the mean of the setting
