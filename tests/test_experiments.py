@@ -214,3 +214,28 @@ def test_sweep_table_counts_failed_runs_and_keeps_settings_that_all_failed(tmp_p
     assert t.loc[80, "n"] == 0 and t.loc[80, "failed"] == 2
     smallest = pd.read_csv(out / "smallest.csv", dtype=str)
     assert smallest["H with failed runs"].tolist() == ["40, 80"]
+
+
+def _quick_check_overrides(name: str) -> list[str]:
+    """The grid a README's digits quick check names: the backticked overrides after "e.g."."""
+    import re
+    import shlex
+    text = " ".join((ROOT / "experiments" / name / "README.md").read_text().split())
+    m = re.search(r"Quick check on the bundled digits.*?`(data=digits[^`]*)`.*?e\.g\. `([^`]*)`", text)
+    assert m, f"{name}: README has no digits quick check"
+    return shlex.split(m.group(1)) + shlex.split(m.group(2))
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in ("default", "tune")])
+def test_readme_quick_check_is_a_valid_sweep(name):
+    """The documented digits check passes the multirun check (every job valid) before anything trains."""
+    from unlearn_bench.sweep_check import check_sweep
+    assert check_sweep([f"experiment={name}", *_quick_check_overrides(name)]) >= 0
+
+
+def test_make_run_digits_fallback_is_a_valid_sweep():
+    import re
+    from unlearn_bench.sweep_check import check_sweep
+    fallback = re.search(r"^DIGITS_FALLBACK := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    assert "data=digits" in fallback
+    assert check_sweep(["experiment=default", *fallback]) >= 1
