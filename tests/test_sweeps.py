@@ -171,3 +171,16 @@ def test_invalid_job_stops_the_sweep_before_anything_runs(tmp_path, cache_dir):
     assert r.stderr.startswith("error: job 2 of 4 (method=none forget.classes=[12]): forget class(es) [12] out "
                                "of range") and "no job was started" in r.stderr
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("config.yaml"))
+
+
+def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused():
+    from unlearn_bench.errors import ConfigError
+    from unlearn_bench.sweep_check import check_sweep, unnamed_keys
+    with pytest.raises(ConfigError, match="differ in method.lr, which the run directory"):
+        check_sweep(["data=digits", "method=finetune", "method.lr=0.1,0.001"])
+    with pytest.raises(ConfigError, match="differ in train"):  # a config group the directory does not name
+        check_sweep(["data=digits", "train=adam,sgd"])
+    subdir = "${hydra:runtime.choices.method}/h${method.h}/forget${ub_join:${forget.classes}}-seed${seed}"
+    assert unnamed_keys(subdir, {"method", "method.h", "forget.classes", "seed"}) == []
+    assert unnamed_keys(subdir, {"method.n", "seed"}) == ["method.n"]
+    assert unnamed_keys("${hydra.job.override_dirname}", {"method.n"}) == []

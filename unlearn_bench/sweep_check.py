@@ -44,6 +44,27 @@ def sweep_jobs(args: list[str], compose, config_name: str = "config") -> list[li
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
+def unnamed_keys(sweep_dirs: str, varying: set[str]) -> list[str]:
+    """The swept keys that ``sweep_dirs`` (the raw, unresolved ``hydra.sweep.dir`` and ``subdir``) does not
+    name: jobs that differ only in them would write to one run directory."""
+    if "override_dirname" in sweep_dirs:
+        return []
+    return sorted(k for k in varying
+                  if f"choices.{k}}}" not in sweep_dirs and f"${{{k}}}" not in sweep_dirs)
+
+
+def check_run_dirs(first, varying: set[str]) -> None:
+    """Refuse a sweep whose jobs would share run directories: a later job would overwrite an earlier one."""
+    from omegaconf import OmegaConf
+    raw = OmegaConf.to_container(first.hydra.sweep, resolve=False)
+    missing = unnamed_keys(f"{raw.get('dir', '')}/{raw.get('subdir', '')}", varying)
+    if missing:
+        raise ConfigError(f"the jobs differ in {', '.join(missing)}, which the run directory (hydra.sweep.subdir) "
+                          f"does not name, so their runs would overwrite each other; fix: name it in "
+                          f"hydra.sweep.subdir as conf/experiment/h_sweep.yaml names method.h, or run one sweep "
+                          f"per value with its own name=; no job was started")
+
+
 def check_sweep(args: list[str], config_name: str = "config") -> int:
     """Validate every job of the multirun ``args``; returns the number of setups built and validated.
     Raises ``ConfigError`` naming the first invalid job and what varies in it."""
@@ -60,6 +81,7 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
             return 0
         varying = {_key(o) for o in jobs[0]} - {
             _key(o) for o in jobs[0] if all(o in job for job in jobs)}
+        check_run_dirs(compose(config_name, overrides=jobs[0], return_hydra_config=True), varying)
         setups, seeds, built = set(), set(), 0
         for i, job in enumerate(jobs):
             setup = tuple(o for o in job if _key(o) != "seed")
