@@ -53,7 +53,8 @@ BAD = [
     (["forget.unseen.source=train"], "forget.unseen.source"),
     (["model=vit_tiny", "model.patch=3"], "does not fit"),
     (["model.hidden=[-5]"], "does not fit"),
-    (["data.test_fraction=7"], "cannot be built"),
+    (["data.test_fraction=7"], "data.test_fraction=7 must be in (0, 1)"),
+    (["data.train_limit=-1"], "data.train_limit=-1"),
     (["+method.nonsense=1"], "cannot be built"),
     (["method=finetune", "method.lr=-0.1"], "method.lr"),
     (["method=finetune", "method.epochs=0"], "method.epochs"),
@@ -64,6 +65,13 @@ BAD = [
     (["method=lra_npp", "method.h=100000"], "method.h<="),  # H larger than the layer
     (["method=lra_npp", "method.n=100000"], "method.n<="),  # N larger than the unseen pool
     (["data=mnist", "data.download=false", "data.system_dirs=[]", "cache_dir=/nonexistent/ub"], "not found"),
+    (["method=finetune", "method.momentum=abc"], "method.momentum='abc' is not float"),  # typed by __init__
+    (["method=lra_npp", "method.k=abc"], "method.k='abc' is not int or null"),
+    (["method=jit", "method.copies=2.5"], "method.copies=2.5 is not int"),
+    (["eval.relearn=maybe"], "eval.relearn='maybe' is not true or false"),
+    (["eval=full", "eval.shadows=1"], "eval.shadows=1"),
+    (["eval.fq_runs=2"], "eval.fq_runs=2"),
+    (["eval.relearn_target=1.5"], "eval.relearn_target"),
 ]
 
 
@@ -100,6 +108,8 @@ HYDRA_BAD = [  # caught before Hydra starts: no torch import, so a real process 
     (["+seed=3"], "already exists"),
     (["seed=0,1"], "add -m"),
     (["seed=["], "cannot parse"),
+    (["runs_dir=/dev/null/runs"], "runs_dir=/dev/null/runs cannot be a folder"),  # later overrides win
+    (["cache_dir=/dev/null/c"], "point UNLEARN_BENCH_CACHE or cache_dir at a folder"),
 ]
 
 

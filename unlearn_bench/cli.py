@@ -86,9 +86,26 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
                               f"write a list as key=[a,b]")
         line = _first_values(overrides)
         try:
-            compose(config_name, overrides=line, return_hydra_config=True)
+            cfg = compose(config_name, overrides=line, return_hydra_config=True)
         except (HydraException, ValueError) as e:  # Hydra raises a bare ValueError for some group values
             raise ConfigError(_explain(e, overrides, compose, config_name)) from e
+    for key in ("runs_dir", "cache_dir"):  # Hydra makes the run folder before any check of ours would run
+        writable_dir(str(cfg[key]), key)
+
+
+def writable_dir(path: str, key: str) -> None:
+    """``ConfigError`` unless ``path`` is, or can be made as, a folder this process may write to."""
+    import os
+    p = Path(path).expanduser().absolute()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    where = "UNLEARN_BENCH_CACHE or cache_dir" if key == "cache_dir" else key
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={path} cannot be a folder: {probe} is a file; fix: point {where} at a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path} is not writable ({probe} is read-only for this user); fix: point "
+                          f"{where} at a writable folder")
 
 
 def _explain(e: Exception, overrides, compose, config_name: str) -> str:

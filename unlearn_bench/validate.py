@@ -96,6 +96,66 @@ def check_method_hyperparameters(method: dict, prefix: str = "method") -> None:
             positive(v, key)
 
 
+def _fits(value, hint) -> bool:
+    """Whether ``value`` fits a simple type hint (int, float, bool, str, None and unions of them); other
+    hints (lists, callables, classes) are not checked."""
+    import types
+    import typing
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return _is_int(value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True  # anything richer (lists, callables, classes) is left to the method
+
+
+def check_method_types(method: dict) -> None:
+    """Every ``method.*`` value against the type its ``_target_``'s ``__init__`` declares, so a typo such as
+    ``method.momentum=abc`` stops the run here instead of inside training."""
+    import typing
+
+    from hydra.utils import get_class
+    try:
+        hints = typing.get_type_hints(get_class(method["_target_"]).__init__)
+    except Exception:  # noqa: BLE001 -- an unresolvable target is reported when it is built
+        return
+    for k, v in method.items():
+        hint = hints.get(k)
+        if k.startswith("_") or hint is None or _fits(v, hint):
+            continue
+        want = " or ".join(getattr(h, "__name__", str(h)).replace("NoneType", "null")
+                           for h in (typing.get_args(hint) or (hint,)))
+        raise ConfigError(f"method.{k}={v!r} is not {want}; fix: set method.{k} to a value of that type "
+                          f"(defaults in conf/method/)")
+
+
+def check_eval(ev: dict) -> None:
+    """The evaluation settings: switches are true/false, counts are integers in range."""
+    for k in ("retrain", "relearn", "ulira_fix_variance"):
+        _check(isinstance(ev.get(k, False), bool), f"eval.{k}={ev.get(k)!r} is not true or false; fix: set "
+                                                   f"eval.{k}=true or eval.{k}=false")
+    integer(ev["seed"], "eval.seed", 0, MAX_SEED)
+    integer(ev["relearn_size"], "eval.relearn_size")
+    integer(ev["relearn_max_steps"], "eval.relearn_max_steps")
+    positive(ev["relearn_lr"], "eval.relearn_lr")
+    target = ev["relearn_target"]
+    _check(_is_number(target) and 0 < target <= 1, f"eval.relearn_target={target!r} must be in (0, 1]; fix: "
+                                                   f"e.g. eval.relearn_target=0.95")
+    shadows = integer(ev["shadows"], "eval.shadows", 0)
+    _check(shadows == 0 or shadows >= 2, f"eval.shadows={shadows}: U-LiRA needs at least 2 shadow pairs; fix: "
+                                         f"set eval.shadows=0 (off) or >= 2 (4 by default in eval=full)")
+    runs = integer(ev["fq_runs"], "eval.fq_runs", 0)
+    _check(runs == 0 or runs >= 3, f"eval.fq_runs={runs}: forgetting quality needs at least 3 runs per side; fix: "
+                                   f"set eval.fq_runs=0 (off) or >= 3")
+
+
 def check_config(cfg) -> None:
     """The generic checks that need nothing built: seed, device, forget set, recipe, eval, method."""
     c = _plain(cfg)
@@ -123,7 +183,17 @@ def check_config(cfg) -> None:
     validate_recipe(c["train"])
     if c["eval"]["batch_size"] is not None:  # null: the device's default (evaluation.eval_batch_size)
         integer(c["eval"]["batch_size"], "eval.batch_size")
+    check_eval(c["eval"])
+    data = c["data"]
+    for k in ("train_limit", "test_limit"):  # a stratified subset's size, or null for the whole split
+        if data.get(k) is not None:
+            integer(data[k], f"data.{k}")
+    if "test_fraction" in data:
+        f = data["test_fraction"]
+        _check(_is_number(f) and 0 < f < 1, f"data.test_fraction={f!r} must be in (0, 1); fix: e.g. "
+                                            f"data.test_fraction=0.25")
     check_method_hyperparameters(c["method"])
+    check_method_types(c["method"])
 
 
 def validate_run(ctx) -> None:
