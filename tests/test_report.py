@@ -30,3 +30,12 @@ def test_a_cell_with_missing_values_says_how_many_runs_it_averages():
     t = summarize(df, columns=["mia/fr", "acc/forget_train"]).set_index("method")
     assert t.loc["none", "n"] == 3 and t.loc["none", "mia/fr"] == "0.900 (n=1)"
     assert t.loc["none", "acc/forget_train"] == "1.000 ± 0.000"
+
+
+def test_report_on_a_missing_folder_says_so(tmp_path):
+    import pytest
+
+    from unlearn_bench.report import write_report
+    with pytest.raises(SystemExit) as e:
+        write_report(tmp_path / "nope")
+    assert "nope is not a folder" in str(e.value) and "fix:" in str(e.value)

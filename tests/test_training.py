@@ -199,3 +199,14 @@ def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
                            "--results", str(tmp_path / "R2.md")], capture_output=True, text=True,
                           env={**env, "GPU_SUITE_LIMIT_EVAL": "1"}, timeout=120)
     assert slow.returncode == 1 and "eval   over its 1 s limit" in slow.stdout  # a stage over its limit fails the suite
+
+
+def test_the_bar_redraws_rarely_when_stderr_is_a_log(monkeypatch):
+    from unlearn_bench import training
+
+    def interval():
+        return [c.interval for c in make_trainer("cpu", 1).callbacks if hasattr(c, "interval")]
+    monkeypatch.setattr(training, "_is_terminal", lambda: False)
+    assert interval() == [training.LOG_PROGRESS_INTERVAL_S]
+    monkeypatch.setattr(training, "_is_terminal", lambda: True)
+    assert interval() == [training.PROGRESS_INTERVAL_S]

@@ -47,6 +47,7 @@ BAD = [
     (["forget.classes=[]"], "empty"),
     (["forget.classes=3"], "not a list"),
     (["forget.classes=[a]"], "not a class index"),
+    (["forget.classes=[3,3]"], "lists class 3 more than once"),
     (["forget.classes=[0,1,2,3,4,5,6,7,8,9]"], "all 10 classes"),
     (["forget.unseen.per_class=0"], "per_class"),
     (["forget.unseen.per_class=500"], "per_class"),
@@ -108,6 +109,7 @@ HYDRA_BAD = [  # caught before Hydra starts: no torch import, so a real process 
     (["+seed=3"], "already exists"),
     (["seed=0,1"], "add -m"),
     (["seed=["], "cannot parse"),
+    (["-m", "method=none,finetune", "method.lr=0.1"], "method.lr is not a setting of method=none"),
     (["runs_dir=/dev/null/runs"], "runs_dir=/dev/null/runs cannot be a folder"),  # later overrides win
     (["cache_dir=/dev/null/c"], "point UNLEARN_BENCH_CACHE or cache_dir at a folder"),
 ]

@@ -114,6 +114,12 @@ def _explain(e: Exception, overrides, compose, config_name: str) -> str:
     for o in overrides:
         key = o.key_or_group
         if text.startswith(f"Could not override '{key}'"):
+            group = key.split(".", 1)[0]
+            swept = next((x for x in overrides if x.key_or_group == group and x.is_sweep_override()), None)
+            if swept is not None:  # e.g. -m method=none,finetune method.lr=0.1: none has no lr
+                first = list(swept.sweep_string_iterator())[0]
+                return (f"{key} is not a setting of {group}={first}, one of the swept {group}s; fix: sweep only "
+                        f"{group}s that have {key.split('.', 1)[1]}, or run the others without it")
             groups = [x.input_line for x in overrides if "/" not in x.key_or_group and "." not in x.key_or_group
                       and not x.is_sweep_override() and x is not o]
             try:
@@ -137,6 +143,10 @@ def _app(cfg: DictConfig) -> float | None:
     except UnlearnBenchError as e:
         print(f"error: {one_line(e, 1000)}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: this run wrote no metrics.json; rerun the same command to resume (finished runs "
+              "are skipped)", file=sys.stderr)
+        sys.exit(130)
     acc = result.get("acc/forget_train")
     log.info("%s: %s", result.get("method"), {k: round(v, 4) for k, v in result.items()
                                                if k.startswith("acc/") and isinstance(v, float)})

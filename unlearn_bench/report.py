@@ -266,6 +266,10 @@ def write_report(runs_dir, out: str | Path | None = None, figures: bool = True) 
     """``results.md`` / ``.csv`` (the summary table) and, beside them, ``report.md`` with figures and tests.
     ``runs_dir`` is one folder or a list (runs found in several are counted once)."""
     dirs = [runs_dir] if isinstance(runs_dir, (str, Path)) else list(runs_dir)
+    missing = [str(d) for d in dirs if not Path(d).is_dir()]
+    if missing:
+        raise SystemExit(f"error: {missing[0]} is not a folder; fix: point at the runs_dir/name folder of a "
+                         f"sweep, e.g. runs/default")
     df = load(dirs)
     if df.empty:
         raise SystemExit(f"error: no metrics.json under {', '.join(map(str, dirs))}; "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
 PROGRESS_INTERVAL_S = 0.25  # a bar redrawn every step costs more than a small model's step on CPU
+LOG_PROGRESS_INTERVAL_S = 30.0  # stderr is a file or pipe (a cluster log): a line every 30 s, not every redraw
 _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # the `precision` setting -> Lightning's name
 _precision: ContextVar[str | None] = ContextVar("unlearn_bench_precision", default=None)
@@ -160,7 +162,7 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
     precision = _precision.get() or resolve_precision("auto", device)
     callbacks = list(callbacks or [])
     if progress:
-        callbacks.append(ThrottledProgressBar())
+        callbacks.append(ThrottledProgressBar(PROGRESS_INTERVAL_S if _is_terminal() else LOG_PROGRESS_INTERVAL_S))
     if cuda:  # fp32 leftovers outside autocast (e.g. the optimizer's math) may use TF32 tensor cores
         torch.set_float32_matmul_precision("high")
     return L.Trainer(
@@ -170,6 +172,13 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
         logger=logger, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
         enable_progress_bar=progress, callbacks=callbacks, log_every_n_steps=1 if logger else 50,
     )
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def _index(device: str) -> int:

@@ -176,6 +176,9 @@ def check_config(cfg) -> None:
     if bad:
         raise ConfigError(f"forget.classes holds {bad[0]!r}, not a class index; fix: write integer class "
                           f"indices, e.g. forget.classes=[3]")
+    twice = sorted({x for x in classes if classes.count(x) > 1})
+    _check(not twice, f"forget.classes lists class {twice[0] if twice else ''} more than once; fix: name each "
+                      f"class once, e.g. forget.classes={sorted(set(classes))}")
     unseen = c["forget"]["unseen"]
     _check(unseen["source"] in ("holdout", "test"),
            f"forget.unseen.source={unseen['source']!r} is not holdout or test; fix: set forget.unseen.source=holdout")
