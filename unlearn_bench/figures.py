@@ -51,8 +51,11 @@ def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train",
     for (name, row), s, col in zip(g.iterrows(), size, colors):
         ax.errorbar(row.f, row.r, xerr=np.nan_to_num(row.fs), yerr=np.nan_to_num(row.rs), fmt="none",
                     ecolor=col, alpha=0.5, lw=1)
-        ax.scatter(row.f, row.r, s=s, color=col, edgecolor="black", lw=0.5, zorder=3,
-                   label=f"{name} (n={int(row.n)}, {row.c:.2g} s)" if np.isfinite(row.c) else f"{name} (n={int(row.n)})")
+        text = f"{name} (n={int(row.n)}, {row.c:.2g} s)" if np.isfinite(row.c) else f"{name} (n={int(row.n)})"
+        if name == "Original":  # a ring on top: the no-op method lands on the same point and would hide it
+            ax.scatter(row.f, row.r, s=4 * s, facecolor="none", edgecolor="black", lw=1.2, zorder=4, label=text)
+        else:
+            ax.scatter(row.f, row.r, s=s, color=col, edgecolor="black", lw=0.5, zorder=3, label=text)
     front = pareto_front(g["f"].to_numpy(), g["r"].to_numpy())
     ax.plot(g["f"].to_numpy()[front], g["r"].to_numpy()[front], "k--", lw=0.8, alpha=0.6, label="Pareto front")
     ax.set(xlabel=f"{forget} (lower = more forgotten)", ylabel=f"{retain} (higher = better kept)",
