@@ -30,12 +30,19 @@ def generator(z_dim: int, hidden: int, in_shape) -> nn.Module:
                          nn.BatchNorm1d(n, affine=False), nn.Unflatten(1, tuple(in_shape)))
 
 
+def gated_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean KL(teacher || student) over the pseudo-samples the gate keeps (0 when it keeps none)."""
+    per_sample = kl_to_teacher(student_logits, teacher_logits, reduction="none")
+    return (per_sample * keep).sum() / keep.sum().clamp_min(1)
+
+
 class PseudoBatches:
     """Batches for ``fit``: before every ``student_steps`` batches, one generator step maximises the
-    teacher-student KL; the batches themselves are fresh generator samples (ZSKT-style alternation)."""
+    teacher-student KL over the gated pseudo-samples (the authors gate both steps); the batches themselves
+    are fresh generator samples (ZSKT-style alternation)."""
 
-    def __init__(self, gen, teacher, student, iterations, student_steps, batch_size, z_dim, lr, device):
-        self.gen, self.teacher, self.student = gen, teacher, student
+    def __init__(self, gen, teacher, student, iterations, student_steps, batch_size, z_dim, lr, device, gate):
+        self.gen, self.teacher, self.student, self.gate = gen, teacher, student, gate
         self.iterations, self.student_steps, self.batch_size, self.z_dim = iterations, student_steps, batch_size, z_dim
         self.opt, self.device = torch.optim.Adam(gen.parameters(), lr=lr), device
 
@@ -45,7 +52,8 @@ class PseudoBatches:
     def __iter__(self):
         for _ in range(self.iterations):
             x = self.gen(torch.randn(self.batch_size, self.z_dim, device=self.device))
-            loss = -kl_to_teacher(self.student(x), self.teacher(x))
+            t = self.teacher(x)
+            loss = -gated_kl(self.student(x), t, self.gate(t.detach()))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -86,18 +94,21 @@ class GKT(Method):
         # starting as the original would sit at KL = 0 with zero gradient, and nothing would move)
         reinitialise(model)
         gen = generator(self.z_dim, self.hidden, in_shape).to(data.device).train()
+
+        def gate(teacher_logits):  # keep the pseudo-samples the teacher does not see as a forget class
+            return teacher_logits.float().softmax(1)[:, forget].sum(1) <= self.gate_threshold
+
         batches = PseudoBatches(gen, teacher, model, self.iterations, self.student_steps, self.batch_size,
-                                self.z_dim, self.generator_lr, data.device)
+                                self.z_dim, self.generator_lr, data.device, gate)
         kept = []
 
         def loss(student, batch):
             (x,) = batch
             with torch.no_grad():
                 t = teacher(x)
-                keep = t.float().softmax(1)[:, forget].sum(1) <= self.gate_threshold
+                keep = gate(t)
             kept.append(keep.float().mean().detach())
-            per_sample = kl_to_teacher(student(x), t, reduction="none")
-            return (per_sample * keep).sum() / keep.sum().clamp_min(1)
+            return gated_kl(student(x), t, keep)
 
         curve = fit(model, batches, loss, lambda p: torch.optim.Adam(p, lr=self.student_lr), data.device,
                     epochs=1, logger=data.logger, progress=data.progress)

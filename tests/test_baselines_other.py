@@ -160,3 +160,18 @@ def test_jit_on_the_forget_set_is_forget_only():
     assert any(not torch.equal(a, b) for a, b in zip(out.parameters(), before.parameters()))
     with pytest.raises(ConfigError, match="method.source=forget"):
         JiT(source="retain").validate(model, {})
+
+
+@pytest.mark.parametrize("keep_all", [False, True])
+def test_gkt_generator_step_learns_only_from_pseudo_samples_the_gate_keeps(keep_all):
+    from baselines.gkt import PseudoBatches, generator
+    torch.manual_seed(0)
+    teacher, student = mlp((1, 4, 4), 3, hidden=(8,)), mlp((1, 4, 4), 3, hidden=(8,))
+    gen = generator(4, 8, (1, 4, 4))
+    before = {k: v.detach().clone() for k, v in gen.named_parameters()}
+    gate = (lambda t: torch.ones(len(t), dtype=torch.bool)) if keep_all else \
+        (lambda t: torch.zeros(len(t), dtype=torch.bool))
+    batches = PseudoBatches(gen, teacher, student, 1, 1, 8, 4, 0.1, "cpu", gate)
+    next(iter(batches))  # runs the first generator step
+    moved = any(not torch.equal(v, dict(gen.named_parameters())[k]) for k, v in before.items())
+    assert moved == keep_all
