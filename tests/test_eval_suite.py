@@ -150,3 +150,22 @@ def test_full_eval_on_digits(tmp_path, cache_dir):
     assert m["mia/ulira_auc"] > 0.9  # `none` is trivially told apart from the retrained targets
     assert m["fq/forgetting_quality"] < 0.5 and 0 <= m["fq/score"] <= m["fq/forgetting_quality"] + 1e-9
     assert json.loads((tmp_path / "full" / "metrics.json").read_text())["mia/ulira_auc"] == m["mia/ulira_auc"]
+
+
+@pytest.mark.parametrize("n_forget_test, has_fs", [(5, False), (6, True)])
+def test_fs_needs_six_forget_test_images_for_its_ten_percent_splits(n_forget_test, has_fs):
+    rng = np.random.default_rng(0)
+    sizes = {"forget_train": 40, "retain_train": 60, "forget_test": n_forget_test, "retain_test": 30}
+    labels = {s: (np.zeros(n, int) if s.startswith("forget") else rng.integers(1, 4, n)) for s, n in sizes.items()}
+    logits = {s: rng.normal(size=(n, 4)) for s, n in sizes.items()}
+    out = eval_suite.population_mias(logits, labels, logits)
+    assert ("mia/fs" in out) == has_fs and "mia/svc_confidence" in out
+
+
+def test_results_version_is_part_of_the_run_identity(monkeypatch):
+    from unlearn_bench import context
+    from unlearn_bench.config import compose
+    cfg = compose(["data=digits"])
+    before = context.config_hash(cfg)
+    monkeypatch.setattr(context, "RESULTS_VERSION", context.RESULTS_VERSION + 1)
+    assert context.config_hash(cfg) != before  # a resumed sweep recomputes runs of the older version

@@ -239,3 +239,12 @@ def test_make_run_digits_fallback_is_a_valid_sweep():
     fallback = re.search(r"^DIGITS_FALLBACK := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
     assert "data=digits" in fallback
     assert check_sweep(["experiment=default", *fallback]) >= 1
+
+
+def test_a_finished_run_is_kept_over_a_newer_failed_repeat(tmp_path):
+    import os
+    _run(tmp_path, "finetune", 0, 0, {"acc/forget_train": 0.2}, sub="a")
+    _run(tmp_path, "finetune", 0, 0, {"status": "failed"}, sub="b")
+    os.utime(tmp_path / "b" / "digits-mlp" / "finetune" / "forget0-seed0" / "metrics.json", (2e9, 2e9))
+    df = load(tmp_path)
+    assert len(df) == 1 and df["status"].tolist() == ["ok"]

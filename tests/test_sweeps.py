@@ -184,3 +184,4 @@ def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused():
     assert unnamed_keys(subdir, {"method", "method.h", "forget.classes", "seed"}) == []
     assert unnamed_keys(subdir, {"method.n", "seed"}) == ["method.n"]
     assert unnamed_keys("${hydra.job.override_dirname}", {"method.n"}) == []
+    assert unnamed_keys("trial${hydra:job.num}", {"method.n"}) == []  # a folder per job names every key

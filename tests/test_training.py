@@ -201,7 +201,7 @@ def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
     assert slow.returncode == 1 and "eval   over its 1 s limit" in slow.stdout  # a stage over its limit fails the suite
 
 
-def test_the_bar_redraws_rarely_when_stderr_is_a_log(monkeypatch):
+def test_the_bar_redraws_rarely_when_stdout_is_a_log(monkeypatch):
     from unlearn_bench import training
 
     def interval():

@@ -110,6 +110,7 @@ HYDRA_BAD = [  # caught before Hydra starts: no torch import, so a real process 
     (["seed=0,1"], "add -m"),
     (["seed=["], "cannot parse"),
     (["-m", "method=none,finetune", "method.lr=0.1"], "method.lr is not a setting of method=none"),
+    (["-m", "method=finetune,none", "method.lr=0.1"], "method.lr is not a setting of method=none"),
     (["runs_dir=/dev/null/runs"], "runs_dir=/dev/null/runs cannot be a folder"),  # later overrides win
     (["cache_dir=/dev/null/c"], "point UNLEARN_BENCH_CACHE or cache_dir at a folder"),
 ]
@@ -175,3 +176,7 @@ def test_random_overrides_validate_or_fail_cleanly(digits_cfg, no_training, pair
         pass  # Hydra's own composition error
     except UnlearnBenchError as e:
         assert "\n" not in str(e) and "fix:" in str(e), str(e)
+
+
+def test_a_runs_dir_resolvable_only_inside_the_run_passes_the_preflight():
+    cli.preflight(["data=digits", "runs_dir=${hydra:runtime.cwd}/runs"])  # no error: Hydra resolves it later

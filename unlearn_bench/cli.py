@@ -89,8 +89,13 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
             cfg = compose(config_name, overrides=line, return_hydra_config=True)
         except (HydraException, ValueError) as e:  # Hydra raises a bare ValueError for some group values
             raise ConfigError(_explain(e, overrides, compose, config_name)) from e
+    from omegaconf.errors import OmegaConfBaseException
     for key in ("runs_dir", "cache_dir"):  # Hydra makes the run folder before any check of ours would run
-        writable_dir(str(cfg[key]), key)
+        try:
+            path = str(cfg[key])
+        except OmegaConfBaseException:  # e.g. ${hydra:runtime.cwd}: resolvable only inside the run
+            continue
+        writable_dir(path, key)
 
 
 def writable_dir(path: str, key: str) -> None:
@@ -108,6 +113,13 @@ def writable_dir(path: str, key: str) -> None:
                           f"{where} at a writable folder")
 
 
+def _has_key(compose, config_name: str, choice: str, key: str) -> bool:
+    try:
+        return OmegaConf.select(compose(config_name, overrides=[choice]), key, default=None) is not None
+    except Exception:  # noqa: BLE001 -- an option that does not compose has no keys
+        return False
+
+
 def _explain(e: Exception, overrides, compose, config_name: str) -> str:
     """One line for a composition error; a misspelled key gets the closest valid key."""
     text = str(e)
@@ -116,10 +128,11 @@ def _explain(e: Exception, overrides, compose, config_name: str) -> str:
         if text.startswith(f"Could not override '{key}'"):
             group = key.split(".", 1)[0]
             swept = next((x for x in overrides if x.key_or_group == group and x.is_sweep_override()), None)
-            if swept is not None:  # e.g. -m method=none,finetune method.lr=0.1: none has no lr
-                first = list(swept.sweep_string_iterator())[0]
-                return (f"{key} is not a setting of {group}={first}, one of the swept {group}s; fix: sweep only "
-                        f"{group}s that have {key.split('.', 1)[1]}, or run the others without it")
+            options = list(swept.sweep_string_iterator()) if swept is not None else []
+            if any(_has_key(compose, config_name, f"{group}={v}", key) for v in options[1:]):
+                # e.g. -m method=none,finetune method.lr=0.1: finetune has lr, none has not
+                return (f"{key} is not a setting of {group}={options[0]}, one of the swept {group}s; fix: sweep "
+                        f"only {group}s that have {key.split('.', 1)[1]}, or run the others without it")
             groups = [x.input_line for x in overrides if "/" not in x.key_or_group and "." not in x.key_or_group
                       and not x.is_sweep_override() and x is not o]
             try:

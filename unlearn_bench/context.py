@@ -45,8 +45,18 @@ def plain_config(cfg: DictConfig) -> dict:
             for k in cfg if k != "hydra"}
 
 
+# Bumped when a change alters what an unchanged configuration produces (a metric's definition, a method's
+# behaviour): a resumed sweep then recomputes its runs instead of mixing results of two versions.
+# 2: Fr/Fs as the LRA-NPP authors compute them; LRA-NPP keeps the bias, breaks ties by first sight, ViT edits
+# the head only; JiT in eval mode with constant neighbours; GKT gates its generator step.
+RESULTS_VERSION = 2
+
+
 def config_hash(cfg: DictConfig) -> str:
+    """The identity of a run's results: its whole configuration (less where files go and how progress
+    shows) and ``RESULTS_VERSION``; a run directory whose metrics.json carries it is complete."""
     c = plain_config(cfg)
+    c["_results_version"] = RESULTS_VERSION
     for volatile in ("cache_dir", "logger", "progress", "runs_dir"):
         c.pop(volatile, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]

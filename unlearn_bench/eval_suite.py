@@ -50,7 +50,7 @@ def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int
     out["mia/svc_confidence"] = M.svc_confidence_mia(logits[rt][pick], labels[rt][pick], logits[rte], labels[rte],
                                                      logits[ft], labels[ft], seed=seed)
     out["mia/entropy_member_rate"] = M.entropy_member_rate(logits[rt], logits[rte], logits[ft], seed=seed)
-    if len(labels[fte]) >= 5:  # a 10-split CV with test_size 0.3 needs a few samples per side
+    if len(labels[fte]) >= 6:  # 10% held out of 2 x 6 images is 2: the fewest a stratified split can take
         lf = M.cross_entropy_per_sample(logits[ft], labels[ft])
         lt = M.cross_entropy_per_sample(logits[fte], labels[fte])
         acc = M.loss_cv_mia(lf, lt, n_splits=10, seed=seed)

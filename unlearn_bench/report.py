@@ -63,7 +63,8 @@ def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
 def drop_repeats(df: pd.DataFrame) -> pd.DataFrame:
     """One run per experiment: runs that repeat one (data, model, forget set, setup, seed, method and method
     settings), e.g. the same oracle under two sweep names, would count twice in n and pair twice in the
-    tests. The newest (by its metrics.json) is kept; ``df.attrs["repeats"]`` says how many were dropped."""
+    tests. A finished run is kept over a failed one, then the newest (by its metrics.json);
+    ``df.attrs["repeats"]`` says how many were dropped."""
     keys = [k for k in (*GROUP, "setup", "seed", "method") if k in df.columns]
     keys += sorted(c for c in df.columns if c.startswith("cfg/method."))
     if not keys or "run_dir" not in df.columns:
@@ -71,7 +72,8 @@ def drop_repeats(df: pd.DataFrame) -> pd.DataFrame:
     mtime = df["run_dir"].map(lambda d: (Path(d) / "metrics.json").stat().st_mtime
                               if (Path(d) / "metrics.json").exists() else 0.0)
     ident = df[keys].map(str).agg("|".join, axis=1)  # str() of every cell: NaN and None become text too
-    keep = ~ident.loc[mtime.sort_values(kind="stable").index].duplicated(keep="last")
+    rank = pd.DataFrame({"ok": df["status"].eq("ok") if "status" in df.columns else True, "t": mtime})
+    keep = ~ident.loc[rank.sort_values(["ok", "t"], kind="stable").index].duplicated(keep="last")
     out = df.loc[keep[keep].index.sort_values()]
     out.attrs["repeats"] = len(df) - len(out)
     return out

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 
-from unlearn_bench.errors import ConfigError, UnlearnBenchError
+from hydra.errors import HydraException
+
+from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 MAX_SETUPS = 256
@@ -47,7 +49,7 @@ def sweep_jobs(args: list[str], compose, config_name: str = "config") -> list[li
 def unnamed_keys(sweep_dirs: str, varying: set[str]) -> list[str]:
     """The swept keys that ``sweep_dirs`` (the raw, unresolved ``hydra.sweep.dir`` and ``subdir``) does not
     name: jobs that differ only in them would write to one run directory."""
-    if "override_dirname" in sweep_dirs:
+    if any(t in sweep_dirs for t in ("override_dirname", "job.num", "job.id")):  # a folder per job
         return []
     return sorted(k for k in varying
                   if f"choices.{k}}}" not in sweep_dirs and f"${{{k}}}" not in sweep_dirs)
@@ -98,7 +100,12 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
                 else:
                     check_config(cfg)
                 seeds.add(seed)
-            except UnlearnBenchError as e:  # a config error, or data that cannot be found
-                what = " ".join(o for o in job if _key(o) in varying)
-                raise ConfigError(f"job {i + 1} of {len(jobs)} ({what}): {e}; no job was started") from e
+            except (UnlearnBenchError, HydraException) as e:  # a config error, data not found, or a job
+                what = " ".join(o for o in job if _key(o) in varying)  # that does not compose
+                text = one_line(e, 300)
+                if text.startswith("Could not override '"):  # a key another swept option has, this one not
+                    key = text.split("'")[1]
+                    text = (f"{key} is not a setting of {what}; fix: sweep only options that have it, or run the "
+                            f"others without it")
+                raise ConfigError(f"job {i + 1} of {len(jobs)} ({what}): {text}; no job was started") from e
     return built

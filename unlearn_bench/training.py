@@ -41,7 +41,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
 PROGRESS_INTERVAL_S = 0.25  # a bar redrawn every step costs more than a small model's step on CPU
-LOG_PROGRESS_INTERVAL_S = 30.0  # stderr is a file or pipe (a cluster log): a line every 30 s, not every redraw
+LOG_PROGRESS_INTERVAL_S = 30.0  # stdout is a file or pipe (a cluster log): a line every 30 s, not every redraw
 _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # the `precision` setting -> Lightning's name
 _precision: ContextVar[str | None] = ContextVar("unlearn_bench_precision", default=None)
@@ -176,7 +176,7 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
 
 def _is_terminal() -> bool:
     try:
-        return sys.stderr.isatty()
+        return sys.stdout.isatty()  # where Lightning's tqdm bar writes
     except (AttributeError, ValueError):  # replaced or closed stderr
         return False
 
