@@ -148,3 +148,27 @@ def test_reference_attacks_are_computed_once_per_sweep(digits_cfg, tmp_path, mon
     third = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true", "eval.seed=1",
                                     own), tmp_path / "c")
     assert len(calls) == 7 and "original/mia/svc_confidence" in third  # another attacker seed: recomputed
+
+
+def test_norm_stats_reach_the_unlearning_step_but_not_the_reference_models(digits_cfg, tmp_path, monkeypatch):
+    from unlearn_bench import context, training
+    from unlearn_bench.methods.base import Regime
+    from unlearn_bench.methods.identity import Identity
+    seen = {}
+    real_fit = context.fit
+
+    def spy_fit(*a, **k):
+        seen.setdefault("reference", set()).add(training._norm_stats.get())
+        return real_fit(*a, **k)
+
+    def spy_unlearn(self, model, data):
+        seen["unlearn"] = training._norm_stats.get()
+        data.retrain_oracle()  # a method that needs the oracle may train it lazily, inside the unlearning step
+        return model
+
+    monkeypatch.setattr(context, "fit", spy_fit)
+    monkeypatch.setattr(Identity, "unlearn", spy_unlearn)
+    monkeypatch.setattr(Identity, "needs_oracle", True)
+    monkeypatch.setattr(Identity, "regime", Regime.FULL)
+    m = pipeline.run(digits_cfg("method=none", "norm_stats=frozen", "train.epochs=1"), tmp_path / "run")
+    assert m["status"] == "ok" and seen["unlearn"] == "frozen" and seen["reference"] == {"update"}

@@ -210,3 +210,16 @@ def test_the_bar_redraws_rarely_when_stdout_is_a_log(monkeypatch):
     assert interval() == [training.LOG_PROGRESS_INTERVAL_S]
     monkeypatch.setattr(training, "_is_terminal", lambda: True)
     assert interval() == [training.PROGRESS_INTERVAL_S]
+
+
+@pytest.mark.parametrize("mode", ["update", "frozen"])
+def test_norm_stats_scope_decides_whether_batchnorm_statistics_move(mode):
+    from unlearn_bench.training import norm_stats_scope
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    before = model[2].running_mean.clone()
+    with norm_stats_scope(mode):
+        fit(model, _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=2,
+            progress=False)
+    assert torch.equal(model[2].running_mean, before) == (mode == "frozen")
+    assert not torch.equal(model[1].weight, _model().state_dict()["1.weight"])  # the weights trained either way

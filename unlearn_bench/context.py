@@ -24,7 +24,7 @@ from unlearn_bench.batches import Normalizer
 from unlearn_bench.cache import ModelCache, atomic_write_bytes, atomic_write_text, spec_key
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.splits import Split, make_split
-from unlearn_bench.training import cross_entropy, fit, precision_scope, resolve_precision
+from unlearn_bench.training import cross_entropy, fit, norm_stats_scope, precision_scope, resolve_precision
 
 log = logging.getLogger("unlearn_bench")
 RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
@@ -185,7 +185,9 @@ class Context:
                 model.to(memory_format=torch.channels_last)
             batches = subset.batches(recipe.batch_size, shuffle=True, seed=shuffle_seed,
                                      augment=bool(recipe.augment))
-            with precision_scope(self.precision):  # the precision its cache key records, also outside run()
+            # the precision its cache key records, also outside run(); reference models always update their
+            # normalisation statistics, even when an unlearning step that freezes them trains them lazily
+            with precision_scope(self.precision), norm_stats_scope("update"):
                 curve = fit(model, batches, cross_entropy(recipe.label_smoothing), instantiate(recipe.optimizer),
                             self.device, epochs=recipe.epochs, schedule=recipe.schedule,
                             logger=logger.lightning(job), progress=self.cfg.progress)

@@ -32,7 +32,7 @@ from unlearn_bench.context import (  # noqa: F401  (re-exported: the pipeline's 
 from unlearn_bench.errors import Diverged
 from unlearn_bench.reference_models import ReferenceModels
 from unlearn_bench.store import env_info, read_complete, write_json
-from unlearn_bench.training import check_finite, precision_scope
+from unlearn_bench.training import check_finite, norm_stats_scope, precision_scope
 from unlearn_bench.validate import validate_config
 
 log = logging.getLogger("unlearn_bench")
@@ -88,7 +88,7 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     torch.manual_seed(int(cfg.seed))
     working_copy = copy.deepcopy(original)  # not part of the method's cost
     try:
-        with measure(ctx.device, cost, "unlearn"):
+        with measure(ctx.device, cost, "unlearn"), norm_stats_scope(str(cfg.norm_stats)):
             unlearned = ctx.method.unlearn(working_copy, data)
         check_finite(unlearned)
     except Diverged as e:

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from unlearn_bench import evaluation
 from unlearn_bench import metrics as M
 from unlearn_bench.errors import Diverged
-from unlearn_bench.training import check_finite
+from unlearn_bench.training import check_finite, norm_stats_scope
 
 log = logging.getLogger("unlearn_bench")
 SHADOW_SEED_OFFSET = 2_000_003
@@ -54,7 +54,8 @@ class ReferenceModels:
                                 lambda: (oracle_fn(), {}), seed)
         torch.manual_seed(seed)
         try:
-            model = method.unlearn(copy.deepcopy(original), data)
+            with norm_stats_scope(str(ctx.cfg.norm_stats)):  # as the run's own unlearning step
+                model = method.unlearn(copy.deepcopy(original), data)
             check_finite(model)
         except Diverged as e:
             log.warning("reference unlearning run diverged (%s); its metric is skipped", e)

@@ -45,6 +45,8 @@ LOG_PROGRESS_INTERVAL_S = 30.0  # stdout is a file or pipe (a cluster log): a li
 _NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # the `precision` setting -> Lightning's name
 _precision: ContextVar[str | None] = ContextVar("unlearn_bench_precision", default=None)
+NORM_STATS = ("update", "frozen")
+_norm_stats: ContextVar[str] = ContextVar("unlearn_bench_norm_stats", default="update")
 
 
 def resolve_precision(setting: str, device: str) -> str:
@@ -63,6 +65,21 @@ def precision_scope(precision: str):
         yield
     finally:
         _precision.reset(token)
+
+
+@contextmanager
+def norm_stats_scope(mode: str):
+    """Inside, every ``fit`` either updates BatchNorm running statistics as train mode does (``update``) or
+    keeps them as they were (``frozen``: normalisation layers run in eval mode during the steps). A run
+    sets it around its unlearning step only, so a method's forgetting can be told apart from statistics
+    re-estimated on forget-only or noisy batches."""
+    if mode not in NORM_STATS:
+        raise ValueError(f"norm_stats={mode!r} is not one of {NORM_STATS}")
+    token = _norm_stats.set(mode)
+    try:
+        yield
+    finally:
+        _norm_stats.reset(token)
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
@@ -91,6 +108,8 @@ class StepModule(L.LightningModule):
         self.automatic_optimization = False
         self.curve: list[float] = []
         self.steps = 0
+        self._frozen = ([m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+                        if _norm_stats.get() == "frozen" else [])
         self._sum = None
         self._count = 0
         self._opt = self._sched = None
@@ -98,6 +117,8 @@ class StepModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if self._opt is None:  # look the optimizer up once, not per step
             self._opt = self.optimizers(use_pl_optimizer=False)
+        for m in self._frozen:  # Lightning puts the model in train mode at every epoch start
+            m.eval()
         loss = self.loss_fn(self.model, batch)
         self._opt.zero_grad(set_to_none=True)
         loss.backward()
