@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu_suite.sh [--wheels DIR] [--results FILE] [--logs DIR] [--only STAGES]
 #
 #   --wheels DIR    install wheels from DIR first, offline, into a private folder (see benchmarks/wheelhouse.sh)
-#   --results FILE  the table rows are appended to (default benchmarks/RESULTS.md)
+#   --results FILE  the table rows are appended to (default benchmarks/RESULTS.md; with --smoke a scratch file)
 #   --logs DIR      also write each stage's full output and a copy of the table there
 #   --only STAGES   comma-separated subset of: tests,epoch,lra,eval,cache,e2e (default: all, in that order)
 #   --smoke         check the script itself anywhere (CPU too): every benchmark in --quick mode
@@ -17,7 +17,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
-wheels="" results="$root/benchmarks/RESULTS.md" logs="" only="tests,epoch,lra,eval,cache,e2e" quick="" need_cuda=1
+wheels="" results="" logs="" only="tests,epoch,lra,eval,cache,e2e" quick="" need_cuda=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheels|--results|--logs|--only)
@@ -28,6 +28,10 @@ while [ $# -gt 0 ]; do
     *) echo "error: unknown argument $1; fix: see the usage at the top of $0" >&2; exit 2 ;;
   esac
 done
+if [ -z "$results" ]; then  # a smoke check's quick rows are not results: they go to a scratch table
+  if [ -n "$quick" ]; then results=$(mktemp "${TMPDIR:-/tmp}/gpu-suite-smoke.XXXXXX.md")
+  else results="$root/benchmarks/RESULTS.md"; fi
+fi
 if [ -n "$wheels" ]; then
   site=${TMPDIR:-/tmp}/unlearn-bench-site
   "$py" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$site" "$wheels"/*.whl || {
