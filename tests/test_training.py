@@ -195,6 +195,11 @@ def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
     missing = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--results"],
                              capture_output=True, text=True, env=env, timeout=60)
     assert missing.returncode == 2 and missing.stderr.startswith("error: --results needs a value")
+    table = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    scratch = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--smoke", "--only", "lra"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert scratch.returncode == 0 and "gpu-suite-smoke" in scratch.stdout  # quick rows are not results
+    assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == table
     slow = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--smoke", "--only", "eval",
                            "--results", str(tmp_path / "R2.md")], capture_output=True, text=True,
                           env={**env, "GPU_SUITE_LIMIT_EVAL": "1"}, timeout=120)
