@@ -83,7 +83,6 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
             return 0
         varying = {_key(o) for o in jobs[0]} - {
             _key(o) for o in jobs[0] if all(o in job for job in jobs)}
-        check_run_dirs(compose(config_name, overrides=jobs[0], return_hydra_config=True), varying)
         setups, seeds, built = set(), set(), 0
         for i, job in enumerate(jobs):
             setup = tuple(o for o in job if _key(o) != "seed")
@@ -108,4 +107,6 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
                     text = (f"{key} is not a setting of {what}; fix: sweep only options that have it, or run the "
                             f"others without it")
                 raise ConfigError(f"job {i + 1} of {len(jobs)} ({what}): {text}; no job was started") from e
+            if i == 0:  # one directory pattern for every job; checked on the first job's composed config
+                check_run_dirs(cfg, varying)
     return built

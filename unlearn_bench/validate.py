@@ -167,7 +167,8 @@ def check_config(cfg) -> None:
            f"device={device} but no CUDA device is visible; fix: set device=auto or device=cpu")
     _check(str(c["precision"]) in ("auto", "32", "bf16"),
            f"precision={c['precision']!r} is not auto, 32 or bf16; fix: set precision=auto")
-    _check(c.get("norm_stats", "update") in ("update", "frozen"),
+    from unlearn_bench.training import NORM_STATS
+    _check(c.get("norm_stats", "update") in NORM_STATS,
            f"norm_stats={c.get('norm_stats')!r} is not update or frozen; fix: set norm_stats=update")
     _check(c["channels_last"] in ("auto", True, False),
            f"channels_last={c['channels_last']!r} is not auto, true or false; fix: set channels_last=auto")
