@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from unlearn_bench import eval_suite, pipeline
+from unlearn_bench import metrics as M
 from unlearn_bench.metrics.info import METRIC_INFO, metric_info, metrics_doc
 
 BOOKKEEPING = {"status", "method", "data", "model", "forget", "seed", "regime", "name", "config_hash",
@@ -140,6 +141,21 @@ def test_ulira_and_fq_on_built_scores():
     assert bad["fq/score"] == pytest.approx(bad["fq/forgetting_quality"] * 0.5)
 
 
+def test_klom_metrics_per_part():
+    rng = np.random.default_rng(3)
+    sizes = {"forget_train": 30, "retain_train": 50, "forget_test": 10, "retain_test": 20}
+    r = {k: rng.normal(0, 1, (40, n)) for k, n in sizes.items()}
+    u = {k: rng.normal(0, 1, (40, n)) for k, n in sizes.items()}
+    u["forget_train"] = rng.normal(5, 1, (40, 30))  # only D_f is far from the oracle
+    out = eval_suite.klom_metrics(u, r)
+    assert set(out) <= set(M.METRIC_INFO)
+    assert out["klom/forget_mean"] > 3 * out["klom/retain_mean"]
+    assert out["klom/retain_mean"] < 2 * out["eval/klom_null_mean"] and out["klom/test_p95"] >= out["klom/test_mean"]
+    both = np.concatenate([u["forget_test"], u["retain_test"]], axis=1), np.concatenate(
+        [r["forget_test"], r["retain_test"]], axis=1)
+    assert out["klom/test_mean"] == pytest.approx(M.klom_per_example(*both).mean())
+
+
 @pytest.mark.slow
 def test_full_eval_on_digits(tmp_path, cache_dir):
     from unlearn_bench.config import compose
@@ -149,6 +165,9 @@ def test_full_eval_on_digits(tmp_path, cache_dir):
     assert m["eval/shadows"] == 2 and m["eval/fq_runs"] == 3
     assert m["mia/ulira_auc"] > 0.9  # `none` is trivially told apart from the retrained targets
     assert m["fq/forgetting_quality"] < 0.5 and 0 <= m["fq/score"] <= m["fq/forgetting_quality"] + 1e-9
+    assert m["klom/forget_mean"] > m["klom/retain_mean"]  # `none` keeps D_f; the retrains never saw it
+    assert m["eval/klom_null_mean"] == pytest.approx(M.klom_null(3)["mean"])
+    assert all(k in M.METRIC_INFO for k in m if k.startswith(("klom/", "fq/", "mia/", "eval/")))
     assert json.loads((tmp_path / "full" / "metrics.json").read_text())["mia/ulira_auc"] == m["mia/ulira_auc"]
 
 

@@ -247,6 +247,49 @@ def test_forgetting_quality_bins_and_extremes(rng):
     assert math.isnan(M.final_score(0.5, 0.9, 0.0, 0.8, 1.0))  # an oracle at accuracy 0: undefined
 
 
+# ---------------------------------------------------------------- klom.py
+def _klom_reference(u, r, bins=20, eps=1e-5, clip=100.0):
+    """One example at a time with np.histogram and scipy's entropy (which normalises q)."""
+    out = []
+    for a, b in zip(np.clip(u, -clip, clip).T, np.clip(r, -clip, clip).T):
+        lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+        edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
+        p = np.histogram(a, edges)[0] / len(a)
+        q = np.histogram(b, edges)[0] / len(b)
+        out.append(sp_entropy(p, np.where(p > 0, np.maximum(q, eps), q)))
+    return np.array(out)
+
+
+def test_klom_matches_histogram_and_scipy_entropy(rng):
+    u = rng.normal(0.5, 1.0, (7, 60))
+    r = rng.normal(0.0, 1.5, (9, 60))  # the two sides need not have the same N
+    u[:, 0] = 3.0  # one column constant on both sides: one bin, KL 0
+    r[:, 0] = 3.0
+    u[:, 1] = 500.0  # beyond the clip: every value lands in the top bin
+    np.testing.assert_allclose(M.klom_per_example(u, r), _klom_reference(u, r), rtol=1e-12, atol=1e-12)
+    assert M.klom_per_example(u, r)[0] == 0.0
+    np.testing.assert_allclose(M.klom_per_example(r, r), 0.0, atol=1e-12)
+
+
+def test_klom_disjoint_samples_reach_the_smoothing_bound():
+    u, r = np.zeros((4, 3)), np.ones((4, 3))  # all unlearned mass in bin 0, all oracle mass in the top bin
+    bound = math.log(1.0 / (1e-5 / (1 + 1e-5)))
+    np.testing.assert_allclose(M.klom_per_example(u, r), bound)
+    with pytest.raises(ValueError, match="same examples"):
+        M.klom_per_example(np.zeros((3, 4)), np.zeros((3, 5)))
+
+
+def test_klom_summary_and_null_shrink_with_n(rng):
+    s = M.klom_summary(rng.normal(size=(10, 200)), rng.normal(3.0, 1.0, (10, 200)))
+    k = M.klom_per_example(rng.normal(size=(10, 200)), rng.normal(3.0, 1.0, (10, 200)))
+    assert s["p95"] >= s["mean"] > 0 and k.mean() > M.klom_null(10)["mean"]
+    nulls = [M.klom_null(n)["mean"] for n in (3, 10, 100)]
+    assert nulls[0] > nulls[1] > nulls[2] > 0
+    # the figures the metric table quotes as the retrain reference
+    assert [round(v, 2) for v in nulls] == pytest.approx([9.2, 5.6, 0.35], abs=0.051)
+    assert "9.2 at N = 3, 5.6 at 10, 0.35 at 100" in M.METRIC_INFO["klom/forget_mean"].retrain_reference
+
+
 # ---------------------------------------------------------------- info.py
 def test_metric_info_complete():
     keys = {"acc/forget_train", "acc/forget_test", "acc/retain_train", "acc/retain_test", "acc/test",

@@ -152,3 +152,20 @@ def fq_metrics(unlearned_phi: np.ndarray, retrain_phi: np.ndarray, acc_u: dict, 
     f = M.forgetting_quality(unlearned_phi, retrain_phi)
     return {"fq/forgetting_quality": f,
             "fq/score": M.final_score(f, acc_u["ra"], acc_r["ra"], acc_u["ta"], acc_r["ta"])}
+
+
+KLOM_PARTS = {"forget": ("forget_train",), "retain": ("retain_train",), "test": ("forget_test", "retain_test")}
+
+
+def klom_metrics(margins_u: dict, margins_r: dict) -> dict:
+    """KLOM on D_f, D_r and the whole test split (mean and 95th percentile over examples) from the
+    forgetting-quality ensembles' margins, with the value two samples of one distribution reach at this N."""
+    out = {}
+    for part, splits in KLOM_PARTS.items():
+        u = np.concatenate([margins_u[k] for k in splits], axis=1)
+        r = np.concatenate([margins_r[k] for k in splits], axis=1)
+        for stat, v in M.klom_summary(u, r).items():
+            out[f"klom/{part}_{stat}"] = v
+    n = min(len(next(iter(margins_u.values()))), len(next(iter(margins_r.values()))))
+    out.update({f"eval/klom_null_{stat}": v for stat, v in M.klom_null(n).items()})
+    return out

@@ -11,6 +11,7 @@ and every method reuses it. Only the unlearning of shadows / of the original (th
   spread LiRA needs.
 - Forgetting quality (Triantafillou et al. 2024): the method run N times from the one original model (seeds
   differ) and N retrains on D_r with different initialisations and batch orders (run 0 is the oracle itself).
+  The same 2N models give KLOM (Georgiev et al. 2024) on D_f, D_r and the test split.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from unlearn_bench.training import check_finite, norm_stats_scope
 log = logging.getLogger("unlearn_bench")
 SHADOW_SEED_OFFSET = 2_000_003
 FQ_SEED_OFFSET = 3_000_017
+KLOM_SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test")
 
 
 class ReferenceModels:
@@ -89,10 +91,12 @@ class ReferenceModels:
         return np.stack(ins), np.stack(outs)
 
     def fq_ensembles(self, n: int, original, retrain) -> dict | None:
-        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, with their mean RA and TA."""
+        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, their mean RA and TA, and their margins
+        on every split of ``KLOM_SPLITS`` (``margins_u`` / ``margins_r``: split -> (n, split size))."""
         ctx, s = self.ctx, self.ctx.split
         base = {**ctx._spec(), "forget_classes": s.forget_classes}
-        subsets = {k: ctx.subsets[k] for k in ("retain_train", "retain_test")}
+        subsets = {k: ctx.subsets[k] for k in KLOM_SPLITS}
+        labels = {k: v.y.cpu().numpy() for k, v in subsets.items()}
         runs = {"u": [], "r": []}
         for i in range(n):
             twin_init = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i + 5
@@ -110,10 +114,12 @@ class ReferenceModels:
             for side, model in (("u", unl), ("r", ret)):
                 lg = evaluation.collect(model, subsets, ctx.cfg.eval.batch_size)
                 runs[side].append((self.phi(model),
-                                   M.accuracy(lg["retain_train"], subsets["retain_train"].y.cpu().numpy()),
-                                   M.accuracy(lg["retain_test"], subsets["retain_test"].y.cpu().numpy())))
+                                   M.accuracy(lg["retain_train"], labels["retain_train"]),
+                                   M.accuracy(lg["retain_test"], labels["retain_test"]),
+                                   {k: M.logit_scaled_confidence(lg[k], labels[k]) for k in subsets}))
         out = {}
         for side, rows in runs.items():
             out[side] = np.stack([r[0] for r in rows])
             out[f"acc_{side}"] = {"ra": float(np.mean([r[1] for r in rows])), "ta": float(np.mean([r[2] for r in rows]))}
+            out[f"margins_{side}"] = {k: np.stack([r[3][k] for r in rows]) for k in subsets}
         return out

@@ -19,6 +19,10 @@ _SPARSE_SALUN = "Jia et al. NeurIPS'23 (Unlearn-Sparse); Fan et al. ICLR'24 (Sal
 _LRA = "Chang et al. arXiv 2410.23693 (LRA-NPP)"
 _ULIRA = "Hayes et al. 2024 (U-LiRA); Carlini et al. S&P'22 (LiRA)"
 _CHALLENGE = "Triantafillou et al. 2024 (NeurIPS'23 Machine Unlearning Challenge)"
+_KLOM = "Georgiev et al. 2024 (Attribute-to-Delete, KLOM)"
+_KLOM_REF = ("eval/klom_null_* at the same N (two samples of one distribution): mean 9.2 at N = 3, 5.6 at 10, "
+             "0.35 at 100; 0 only as N grows")
+_KLOM_PARTS = {"forget": "D_f", "retain": "D_r", "test": "the test split (both forget and retain classes)"}
 
 METRIC_INFO: dict[str, MetricInfo] = {
     "acc/forget_train": MetricInfo("top-1 accuracy on D_f (LRA-NPP At; SalUn UA = 1 - this)", "lower",
@@ -74,6 +78,12 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "fq/forgetting_quality": MetricInfo("F: mean points of per-example eps over N unlearn vs N retrain runs",
                                         "higher", "retrain's own F, well below 1: two samples of one "
                                         "distribution score about 0.2-0.4 at N = 3-512", _CHALLENGE),
+    **{f"klom/{part}_mean": MetricInfo(
+        f"KLOM on {where}, mean over examples: KL(unlearned || oracle) between an example's binned margins over "
+        "the N unlearning runs and the N retrains of forgetting quality", "lower", _KLOM_REF, _KLOM)
+       for part, where in _KLOM_PARTS.items()},
+    **{f"klom/{part}_p95": MetricInfo(f"as klom/{part}_mean, 95th percentile over examples", "lower",
+                                      "eval/klom_null_p95 at the same N", _KLOM) for part in _KLOM_PARTS},
     "cost/unlearn_s": MetricInfo("wall-clock seconds of the unlearning step alone (GPU synchronised)",
                                  "lower", "retrain's time (the budget to beat)", "metrics.md (cost)"),
     "cost/peak_mem_mb": MetricInfo("peak memory in MiB of the unlearning step (GPU max_memory_allocated; CPU: peak resident memory added during the step, sampled every 5 ms)",
@@ -88,6 +98,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
     "eval/ulira_targets": MetricInfo("U-LiRA targets: shadow_loo (each shadow pair held out in turn; K >= 3) or "
                                      "run (this run's models, trained on all of D_r: biased)", "n/a", "n/a", _ULIRA),
     "eval/shadows": MetricInfo("K, U-LiRA shadow pairs (eval.shadows)", "n/a", "n/a", _ULIRA),
+    **{f"eval/klom_null_{stat}": MetricInfo(
+        f"KLOM {stat} of two independent samples of N standard-normal margins: what a perfect method scores at "
+        "this N", "n/a", "n/a", _KLOM) for stat in ("mean", "p95")},
     "eval/fq_runs": MetricInfo("N, unlearning runs and retrains each for forgetting quality (eval.fq_runs)",
                                "n/a", "n/a", _CHALLENGE),
 }
