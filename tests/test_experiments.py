@@ -238,6 +238,7 @@ def test_readme_quick_check_is_a_valid_sweep(name):
 
 def test_make_run_digits_fallback_is_a_valid_sweep():
     import re
+
     from unlearn_bench.sweep_check import check_sweep
     fallback = re.search(r"^DIGITS_FALLBACK := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
     assert "data=digits" in fallback
