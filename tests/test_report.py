@@ -39,3 +39,20 @@ def test_report_on_a_missing_folder_says_so(tmp_path):
     with pytest.raises(SystemExit) as e:
         write_report(tmp_path / "nope")
     assert "nope is not a folder" in str(e.value) and "fix:" in str(e.value)
+
+
+def test_report_md_adds_a_reference_model_table_only_when_runs_have_full_eval_metrics(tmp_path):
+    from unlearn_bench.report import markdown_report
+    fast = pd.DataFrame([_row(m, **{"acc/forget_train": 0.5, "original/acc/forget_train": 1.0})
+                         for m in ("retrain", "lra_npp")])
+    md = markdown_report(fast, tmp_path / "fast", figures=False)
+    assert "klom/forget_mean" not in md and "Reference-model metrics" not in md
+    full = fast.assign(**{"klom/forget_mean": [5.7, 11.5], "fq/forgetting_quality": [0.2, 0.0],
+                          "eval/klom_null_mean": 5.64, "eval/fq_runs": 10})
+    md = markdown_report(full, tmp_path / "full", figures=False)
+    section = md.split("Reference-model metrics", 1)[1].split("\n\n## ", 1)[0]
+    assert "5.64 at N = 10" in section and "| klom/forget_mean" not in md.split("Reference-model")[0]
+    rows = {line.split("|")[4].strip(): line for line in section.splitlines() if line.startswith("| digits")}
+    assert set(rows) == {"retrain", "lra_npp"}  # no Original row: these metrics exist for unlearned models
+    assert [float(c) for c in rows["lra_npp"].split("|")[-3:-1]] == [0.0, 11.5]
+    assert [float(c) for c in rows["retrain"].split("|")[-3:-1]] == [0.2, 5.7]

@@ -104,7 +104,8 @@ def test_a_logger_gets_the_epoch_loss_and_the_bar_shows_it(tmp_path):
     from unlearn_bench.training import StepModule, ThrottledProgressBar
     curve = fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=3,
                 logger=CSVLogger(tmp_path, name="t"), progress=False)
-    rows = list(csv.DictReader(next(tmp_path.rglob("metrics.csv")).open()))
+    with next(tmp_path.rglob("metrics.csv")).open() as f:
+        rows = list(csv.DictReader(f))
     logged = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert logged == pytest.approx(curve)
     assert [int(r["step"]) for r in rows if r.get("train_loss")] == [3, 7, 11]  # the batches seen so far

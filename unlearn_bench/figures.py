@@ -88,7 +88,10 @@ def lines(df: pd.DataFrame, x: str, y: str | list[str], path: str | Path, hue: s
         if logx:
             ax.set_xscale("log")
         ax.set(xlabel=x, ylabel=m)
-        ax.legend(fontsize=7, frameon=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, frameon=False)
+        else:
+            ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes, fontsize=8)
     fig.suptitle(title or f"mean ± {band} over runs", fontsize=9)
     return _save(fig, path)
 

@@ -23,6 +23,9 @@ DEFAULT_COLUMNS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "a
 # The LRA-NPP paper's table (Chang et al. 2024): At, Ag, Fr, Fs, Time, G
 PAPER_COLUMNS = {"acc/forget_train": "At", "acc/retain_train": "Ag", "mia/fr": "Fr", "mia/fs": "Fs",
                  "cost/unlearn_s": "Time (s)", "cost/peak_mem_mb": "G (MiB)"}
+# eval=full's reference-model metrics: a second table in report.md when the runs have them
+FULL_COLUMNS = ["relearn/ain", "mia/ulira_auc", "mia/ulira_tpr_at_1fpr", "fq/forgetting_quality", "fq/score",
+                "klom/forget_mean", "klom/retain_mean", "klom/test_mean"]
 STATS_METRICS = ["acc/forget_train", "acc/retain_train", "acc/retain_test", "mia/fr", "gap/avg_to_retrain"]
 GROUP = ["data", "model", "forget"]
 
@@ -239,6 +242,9 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     for (data, model), g in df.groupby(["data", "model"], sort=True):
         lines += [f"## {data} / {model}", "", summarize(g, columns, by, rename).to_markdown(index=False), ""]
         ok = g[g["status"] == "ok"]
+        full = [c for c in FULL_COLUMNS if c in ok.columns and ok[c].notna().any()]
+        if full:
+            lines += _reference_model_table(g, ok, full, by)
         if figures and not ok.empty:
             from unlearn_bench import figures as figs
             runs = pd.concat([_original_rows(ok, group_keys(ok)), ok], ignore_index=True)
@@ -262,6 +268,18 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     md = "\n".join(lines)
     (out_dir / "report.md").write_text(md)
     return md
+
+
+def _reference_model_table(g: pd.DataFrame, ok: pd.DataFrame, columns: list[str], by) -> list[str]:
+    """eval=full's metrics for one data x model: U-LiRA, forgetting quality, KLOM (with its null at the runs' N)."""
+    note = ("Reference-model metrics (eval=full; docs/metrics.md). Retrain's row is the target: forgetting "
+            "quality and KLOM of a perfect method are not 1 and 0 at small N")
+    if "eval/klom_null_mean" in ok.columns and ok["eval/klom_null_mean"].notna().any():
+        nulls = sorted({(int(n), float(v)) for n, v in ok[["eval/fq_runs", "eval/klom_null_mean"]].dropna().values})
+        note += "; KLOM of one distribution against itself: " + ", ".join(f"{v:.2f} at N = {n}" for n, v in nulls)
+    table = summarize(g, columns, by)
+    table = table[table["method"] != "Original"]  # these metrics exist for unlearned models only
+    return [note + ".", "", table.to_markdown(index=False), ""]
 
 
 def write_report(runs_dir, out: str | Path | None = None, figures: bool = True) -> str:

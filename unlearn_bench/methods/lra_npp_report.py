@@ -63,10 +63,10 @@ def relevance_maps(method, original, unlearned, data, path: Path) -> None:
     for j in range(n):
         img = x[j].detach().cpu()
         img = img[0] if img.shape[0] == 1 else (img - img.min()) / (img.max() - img.min() + 1e-12)
-        axes[0, j].imshow(img if img.dim() == 2 else img.permute(1, 2, 0), cmap="gray")
+        axes[0, j].imshow((img if img.dim() == 2 else img.permute(1, 2, 0)).numpy(), cmap="gray")
         axes[0, j].set_title(f"class {int(y[j])}", fontsize=8)
         for i, name in enumerate(("original", "unlearned"), start=1):
-            r = rows[name][j].detach().cpu()
+            r = rows[name][j].detach().cpu().numpy()
             bound = max(float(rows["original"][j].abs().max()), float(rows["unlearned"][j].abs().max()), 1e-12)
             axes[i, j].imshow(r, cmap="bwr", vmin=-bound, vmax=bound)
             axes[i, j].set_title(f"{name}: pred {int(preds[name][j])}", fontsize=8)
