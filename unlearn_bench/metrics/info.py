@@ -120,6 +120,14 @@ def metric_info(key: str) -> MetricInfo:
     raise KeyError(f"{key} is not described in METRIC_INFO")
 
 
+NOT_COMPUTED = (
+    "Not computed: RMIA (Zarifzadeh et al. 2024). Its offline form calibrates a target's confidence on x by "
+    "reference models that never trained on x; in class forgetting those models never saw the class, so their "
+    "confidence on every forget example is about 0, the calibration is a constant, and the attack ranks D_f "
+    "by the target's own confidence, which `mia/loss_cv_acc` already does. Its online form needs reference "
+    "models trained on D_f, which is U-LiRA's \"in\" side (`mia/ulira_*`).\n")
+
+
 def metrics_doc() -> str:
     """The content of docs/metrics.md (regenerate: ``python -m unlearn_bench.metrics.info > docs/metrics.md``)."""
     prefixes = ", ".join(f"`{p}<key>` ({w})" for p, w in MODEL_PREFIXES.items())
@@ -127,7 +135,7 @@ def metrics_doc() -> str:
             "oracle takes (class forgetting). Generated from `unlearn_bench.metrics.info.METRIC_INFO`; "
             "definitions in `unlearn_bench/metrics/` and `unlearn_bench/eval_suite.py`.\n\n"
             f"The same key under {prefixes} is that metric measured on the reference model, so tables show "
-            "the direction.\n\n" + metric_info_markdown())
+            "the direction.\n\n" + metric_info_markdown() + "\n" + NOT_COMPUTED)
 
 
 def metric_info_markdown() -> str:
