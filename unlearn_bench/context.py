@@ -170,7 +170,9 @@ class Context:
     # -- cached models ---------------------------------------------------------------------------------
     def _spec(self) -> dict:
         data = {k: v for k, v in plain_config(self.cfg)["data"].items() if k not in ("root", "download",
-                                                                                      "system_dirs")}
+                                                                                      "system_dirs", "path")}
+        if self.data.fingerprint:  # a user's own files: their content, not where they lie, names the models
+            data["fingerprint"] = self.data.fingerprint
         return {"data": data, "model": plain_config(self.cfg)["model"], "train": plain_config(self.cfg)["train"],
                 "seed": int(self.cfg.seed), "unseen": plain_config(self.cfg)["forget"]["unseen"],
                 "precision": self.precision}

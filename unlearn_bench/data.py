@@ -32,6 +32,7 @@ class ImageData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: str = "none"  # "none" | "crop_flip" | "crop"
+    fingerprint: str | None = None  # content hash of files a user supplies (data_files.py): part of cache keys
 
     @property
     def in_shape(self) -> tuple[int, int, int]:

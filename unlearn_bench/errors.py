@@ -19,6 +19,10 @@ class DataNotFoundError(UnlearnBenchError):
     """A dataset could not be found locally or downloaded."""
 
 
+class DataError(UnlearnBenchError):
+    """A dataset's files were found but their content cannot be used (shapes, dtypes, labels)."""
+
+
 class RegimeError(UnlearnBenchError):
     """A method asked for data outside its declared data regime."""
 

@@ -1,0 +1,171 @@
+"""data=arrays (.npz) and data=folder (one folder per class): layouts, checks, cache keys, a run."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from unlearn_bench import pipeline
+from unlearn_bench.config import compose
+from unlearn_bench.context import Context
+from unlearn_bench.data_files import ArrayFile, ImageFolder, from_arrays
+from unlearn_bench.errors import DataError, DataNotFoundError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = load_digits()
+    return np.round(d.images * 255 / 16).astype(np.uint8), d.target
+
+
+def _one_line(e, *fragments):
+    msg = str(e.value)
+    assert "\n" not in msg and "fix:" in msg and all(f in msg for f in fragments), msg
+
+
+@pytest.mark.parametrize("layout", ["nhw", "nchw", "nhwc", "float01", "int64"])
+def test_every_accepted_layout_gives_the_same_uint8_nchw_images(layout, digits):
+    x, y = digits[0][:100], digits[1][:100]
+    given = {"nhw": x, "nchw": x[:, None], "nhwc": x[..., None], "float01": x / 255.0,
+             "int64": x.astype(np.int64)}[layout]
+    d = from_arrays("t", given, y, given[:20], y[:20])
+    assert d.train_x.dtype == torch.uint8 and d.train_x.shape == (100, 1, 8, 8)
+    assert np.array_equal(d.train_x.numpy()[:, 0], x) and d.num_classes == 10
+    pixels = x / 255.0
+    assert d.mean == pytest.approx((pixels.mean(),)) and d.std == pytest.approx((pixels.std(),))
+    assert d.fingerprint == from_arrays("t", x, y, x[:20], y[:20]).fingerprint  # content, not layout
+
+
+BAD = [
+    ("shape", dict(xtr=np.zeros((4, 8, 8, 5), np.uint8)), "not images"),
+    ("range", dict(xtr=np.full((4, 8, 8), 2.5)), "values in [2.5, 2.5]"),
+    ("nan", dict(xtr=np.full((4, 8, 8), np.nan)), "NaN"),
+    ("labels", dict(ytr=np.array([0, 1, 1])), "for 4 images"),
+    ("negative", dict(ytr=np.array([0, 1, -1, 1])), "negative label -1"),
+    ("float labels", dict(ytr=np.array([0, 1, 0.5, 1])), "integer class indices"),
+    ("gap", dict(ytr=np.array([0, 2, 0, 2])), "class(es) [1] have no training image"),
+    ("sizes", dict(xte=np.zeros((2, 9, 9), np.uint8)), "but test images are"),
+    ("one class", dict(ytr=np.zeros(4, int), yte=np.zeros(2, int)), "a single class"),
+    ("classes", dict(num_classes=1), "outside data.num_classes=1"),
+    ("std", dict(std=[0.0]), "std > 0"),
+]
+
+
+@pytest.mark.parametrize("case, change, fragment", BAD, ids=[b[0] for b in BAD])
+def test_bad_arrays_are_one_line_errors(case, change, fragment):
+    args = dict(xtr=np.zeros((4, 8, 8), np.uint8), ytr=np.array([0, 1, 0, 1]), xte=np.zeros((2, 8, 8), np.uint8),
+                yte=np.array([0, 1]))
+    extra = {k: change.pop(k) for k in ("num_classes", "std") if k in change}
+    args.update(change)
+    with pytest.raises(DataError) as e:
+        from_arrays("t", args["xtr"], args["ytr"], args["xte"], args["yte"], mean=None, **extra)
+    _one_line(e, fragment)
+
+
+def test_npz_file_checks(tmp_path, digits):
+    x, y = digits
+    with pytest.raises(DataNotFoundError) as e:
+        ArrayFile("a", None).load()
+    _one_line(e, "data.path is not set")
+    with pytest.raises(DataNotFoundError) as e:
+        ArrayFile("a", str(tmp_path / "nope.npz")).load()
+    _one_line(e, "does not exist")
+    np.savez(tmp_path / "keys.npz", images=x, labels=y)
+    with pytest.raises(DataError) as e:
+        ArrayFile("a", str(tmp_path / "keys.npz")).load()
+    _one_line(e, "holds ['images', 'labels']")
+    np.savez(tmp_path / "obj.npz", x_train=np.array([np.zeros(2), np.zeros(3)], dtype=object), y_train=y[:2])
+    with pytest.raises(DataError) as e:
+        ArrayFile("a", str(tmp_path / "obj.npz")).load()
+    _one_line(e, "Python objects")
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(DataError) as e:
+        ArrayFile("a", str(tmp_path / "text.npz")).load()
+    _one_line(e, "not a readable .npz")
+
+
+def test_npz_without_a_test_split_draws_a_stratified_one(tmp_path, digits):
+    x, y = digits
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    d = ArrayFile("a", str(tmp_path / "d.npz"), test_fraction=0.25).load()
+    assert len(d.test_y) == pytest.approx(0.25 * len(y), abs=1) and len(d.train_y) + len(d.test_y) == len(y)
+    assert np.bincount(d.test_y.numpy()).min() >= 40  # every class in the test split
+    limited = ArrayFile("a", str(tmp_path / "d.npz"), test_fraction=0.25, train_limit=200, test_limit=50).load()
+    assert len(limited.train_y) == 200 and len(limited.test_y) == 50 and limited.fingerprint == d.fingerprint
+
+
+def test_cache_keys_follow_content_not_path(tmp_path, digits, cache_dir):
+    x, y = digits
+    np.savez(tmp_path / "a.npz", x_train=x, y_train=y)
+    np.savez(tmp_path / "b.npz", x_train=x, y_train=y)  # the same content elsewhere
+    x2 = x.copy()
+    x2[0, 0, 0] ^= 1
+    np.savez(tmp_path / "c.npz", x_train=x2, y_train=y)  # one pixel differs
+
+    def spec(name):
+        return Context(compose(["data=arrays", f"data.path={tmp_path / name}", "model=mlp",
+                                f"cache_dir={cache_dir}"]))._spec()
+    assert spec("a.npz") == spec("b.npz") and spec("a.npz") != spec("c.npz")
+    assert "fingerprint" not in Context(compose(["data=digits", f"cache_dir={cache_dir}"]))._spec()["data"]
+
+
+def _write_folder(root, x, y, split: bool, rgb_sizes: bool = False):
+    for i, (img, label) in enumerate(zip(x, y)):
+        d = root / (("test" if i % 4 == 0 else "train") if split else "") / f"class_{label}"
+        d.mkdir(parents=True, exist_ok=True)
+        im = Image.fromarray(img)
+        if rgb_sizes:
+            im = im.convert("RGB").resize((8 + i % 2, 8))
+        im.save(d / f"{i:04d}.png")
+
+
+def test_image_folder_with_and_without_train_test(tmp_path, digits, monkeypatch):
+    x, y = digits[0][:300], digits[1][:300]
+    _write_folder(tmp_path / "split", x, y, split=True)
+    d = ImageFolder(path=str(tmp_path / "split")).load(tmp_path / "cache")
+    assert d.train_x.shape[1:] == (1, 8, 8) and len(d.train_y) + len(d.test_y) == 300 and d.num_classes == 10
+    train_idx = [i for i in range(300) if i % 4]
+    assert sorted(map(tuple, d.train_x.numpy()[:, 0].reshape(len(d.train_y), -1))) == \
+        sorted(map(tuple, x[train_idx].reshape(len(train_idx), -1)))  # lossless PNG round trip
+    # the decoded arrays are cached: a second load decodes nothing
+    monkeypatch.setattr(ImageFolder, "_decode", lambda *a, **k: pytest.fail("decoded again"))
+    again = ImageFolder(path=str(tmp_path / "split")).load(tmp_path / "cache")
+    assert again.fingerprint == d.fingerprint
+    monkeypatch.undo()
+    _write_folder(tmp_path / "flat", x, y, split=False)
+    flat = ImageFolder(path=str(tmp_path / "flat"), test_fraction=0.5).load(tmp_path / "cache")
+    assert len(flat.test_y) == 150
+
+
+def test_image_folder_errors(tmp_path, digits):
+    x, y = digits[0][:40], digits[1][:40]
+    _write_folder(tmp_path / "mixed", x, y, split=False, rgb_sizes=True)
+    with pytest.raises(DataError) as e:  # 20% of 40 images is 8 test images for 10 classes
+        ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8]).load(tmp_path / "cache")
+    _one_line(e, "data.test_fraction=0.2 of 40 images leaves 8 for a split of 10 classes")
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(tmp_path / "mixed")).load(tmp_path / "cache")
+    _one_line(e, "is 9x8 but", "data.size=[H,W]")
+    d = ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], test_fraction=0.5).load(tmp_path / "cache")
+    assert d.train_x.shape[1:] == (3, 8, 8)  # RGB files: three channels
+    gray = ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], channels=1, test_fraction=0.5).load(tmp_path / "c")
+    assert gray.train_x.shape[1] == 1
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(tmp_path / "empty")).load(tmp_path / "cache")
+    _one_line(e, "no images in class folders")
+    (tmp_path / "mixed" / "class_0" / "broken.png").write_text("not a png")
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], test_fraction=0.5).load(tmp_path / "cache")
+    _one_line(e, "broken.png cannot be read")
+
+
+def test_a_run_on_an_npz_file(tmp_path, digits, cache_dir):
+    x, y = digits
+    np.savez(tmp_path / "d.npz", x_train=x[:1400], y_train=y[:1400], x_test=x[1400:], y_test=y[1400:])
+    cfg = compose(["data=arrays", f"data.path={tmp_path / 'd.npz'}", "model=mlp", "method=none",
+                   "forget.classes=[3]", "train.epochs=3", "progress=false", f"cache_dir={cache_dir}"])
+    m = pipeline.run(cfg, tmp_path / "run")
+    assert m["status"] == "ok" and m["data"] == "arrays" and m["acc/forget_train"] > 0.5

@@ -1,0 +1,263 @@
+"""Your own images: one ``.npz`` file of arrays (``data=arrays``) or a folder per class (``data=folder``).
+
+Both become the same uint8 (N, C, H, W) tensors as the bundled datasets, after checks that name the
+problem and the fix in one line (``DataError``). The images' content, not their path, enters the cache
+key of every model trained on them (``ImageData.fingerprint``), so replacing a file retrains.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unlearn_bench.data import ImageData, _stratified
+from unlearn_bench.errors import DataError, DataNotFoundError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def _images(x: np.ndarray, what: str) -> np.ndarray:
+    """uint8 (N, C, H, W) from (N, H, W), (N, C, H, W) or (N, H, W, C) arrays of 0..255 or of [0, 1] floats."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise DataError(f"{what} has shape {x.shape}, not images; fix: store (N, H, W), (N, C, H, W) or "
+                        f"(N, H, W, C) with C = 1 or 3")
+    if len(x) == 0:
+        raise DataError(f"{what} holds no images; fix: store at least one image per class")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{what} has dtype {x.dtype}; fix: store uint8 pixels (0..255) or floats in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise DataError(f"{what} holds NaN or inf pixels; fix: clean the array")
+    if np.issubdtype(x.dtype, np.floating) and lo >= 0 and hi <= 1:
+        return np.ascontiguousarray(np.round(x * 255.0).astype(np.uint8))
+    if np.issubdtype(x.dtype, np.integer) and lo >= 0 and hi <= 255:
+        return np.ascontiguousarray(x.astype(np.uint8))
+    raise DataError(f"{what} ({x.dtype}) holds values in [{lo:g}, {hi:g}]; fix: store uint8 pixels (0..255) "
+                    f"or floats in [0, 1]")
+
+
+def _labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise DataError(f"{what} has shape {y.shape} for {n} images; fix: store one integer label per image")
+    if len(y) and not np.issubdtype(y.dtype, np.integer):
+        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
+            raise DataError(f"{what} has dtype {y.dtype}; fix: store integer class indices 0..C-1")
+    if len(y) and y.min() < 0:
+        raise DataError(f"{what} holds the negative label {int(y.min())}; fix: store class indices 0..C-1")
+    return y.astype(np.int64)
+
+
+def fingerprint(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()[:16]
+
+
+def from_arrays(name: str, xtr, ytr, xte, yte, num_classes: int | None = None, mean=None, std=None,
+                augment: str = "none", source: str = "the data") -> ImageData:
+    """Checked ImageData from raw arrays: pixel layout and range, labels in range, every class in training,
+    train and test images of one shape; mean/std computed from the training images when not given."""
+    xtr, xte = _images(xtr, f"{source}: x_train"), _images(xte, f"{source}: x_test")
+    ytr, yte = _labels(ytr, len(xtr), f"{source}: y_train"), _labels(yte, len(xte), f"{source}: y_test")
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise DataError(f"{source}: training images are {xtr.shape[1:]} (C, H, W) but test images are "
+                        f"{xte.shape[1:]}; fix: store both splits at one size and channel count")
+    seen = int(max(ytr.max(), yte.max() if len(yte) else 0)) + 1
+    k = seen if num_classes is None else int(num_classes)
+    if seen > k:
+        raise DataError(f"{source}: label {seen - 1} is outside data.num_classes={k}; fix: set "
+                        f"data.num_classes={seen} or correct the labels")
+    missing = sorted(set(range(k)) - set(np.unique(ytr).tolist()))
+    if missing:
+        raise DataError(f"{source}: class(es) {missing[:10]} have no training image; fix: relabel to 0..C-1 "
+                        f"without gaps or add their images")
+    if k < 2:
+        raise DataError(f"{source}: a single class; fix: unlearning a class needs at least two")
+    c = xtr.shape[1]
+    scaled = xtr.reshape(len(xtr), c, -1).transpose(1, 0, 2).reshape(c, -1) / 255.0
+    mean = tuple(float(v) for v in (scaled.mean(axis=1) if mean is None else mean))
+    std = tuple(float(v) for v in (scaled.std(axis=1) if std is None else std))
+    if len(mean) != c or len(std) != c or min(std) <= 0:
+        raise DataError(f"{source}: data.mean / data.std need {c} value(s) with std > 0 (got {mean}, {std}); fix: "
+                        f"set them to null to compute them from the training images")
+    t = torch.from_numpy
+    data = ImageData(name, t(xtr), t(ytr), t(xte), t(yte), k, mean, std, augment)
+    data.fingerprint = fingerprint(xtr, ytr, xte, yte)
+    return data
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, source: str):
+    """A stratified, seeded test split for data that come without one."""
+    from sklearn.model_selection import train_test_split
+    counts = np.bincount(y)
+    if counts[counts > 0].min() < 2:
+        raise DataError(f"{source}: a class has a single image, too few to split off a test set; fix: add "
+                        f"images or provide a test split")
+    n_test, k = int(np.ceil(test_fraction * len(y))), int((counts > 0).sum())
+    if n_test < k or len(y) - n_test < k:
+        raise DataError(f"{source}: data.test_fraction={test_fraction} of {len(y)} images leaves "
+                        f"{min(n_test, len(y) - n_test)} for a split of {k} classes; fix: provide a test split "
+                        f"or set data.test_fraction so both splits hold at least one image per class")
+    tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
+    tr, te = np.sort(tr), np.sort(te)
+    return x[tr], y[tr], x[te], y[te]
+
+
+class _FileSource:
+    """What ``data=arrays`` and ``data=folder`` share: the path check, limits and the test split."""
+
+    def __init__(self, name: str, path: str | None, num_classes: int | None = None, mean=None, std=None,
+                 augment: str = "none", test_fraction: float = 0.2, split_seed: int = 0,
+                 unseen_per_class: int = 40, train_limit: int | None = None, test_limit: int | None = None):
+        self.name, self.path, self.num_classes = name, path, num_classes
+        self.mean, self.std, self.augment = mean, std, augment
+        self.test_fraction, self.split_seed = test_fraction, split_seed
+        self.train_limit, self.test_limit = train_limit, test_limit
+
+    def resolve(self, cache_dir=None) -> Path:
+        kind = type(self).__name__
+        if not self.path:
+            raise DataNotFoundError(f"data.path is not set; fix: data.path=/path/to/your/"
+                                    f"{'data.npz' if kind == 'ArrayFile' else 'folder'}")
+        p = Path(os.path.expanduser(str(self.path)))
+        if not p.exists():
+            raise DataNotFoundError(f"data.path={self.path} does not exist; fix: point data.path at your "
+                                    f"{'.npz file' if kind == 'ArrayFile' else 'image folder'}")
+        return p
+
+    def _finish(self, xtr, ytr, xte, yte, source: str) -> ImageData:
+        if xte is None:
+            x = _images(xtr, f"{source}: x_train")
+            xtr, ytr, xte, yte = _split(x, _labels(ytr, len(x), f"{source}: y_train"), self.test_fraction,
+                                        self.split_seed, source)
+        data = from_arrays(self.name, xtr, ytr, xte, yte, self.num_classes, self.mean, self.std, self.augment,
+                           source)
+        fp = data.fingerprint
+        data.train_x, data.train_y = _stratified(data.train_x, data.train_y, self.train_limit, 0)
+        data.test_x, data.test_y = _stratified(data.test_x, data.test_y, self.test_limit, 0)
+        data.fingerprint = fp
+        return data
+
+
+class ArrayFile(_FileSource):
+    """Images and labels from one ``.npz``: ``x_train``, ``y_train`` and, optionally, ``x_test``, ``y_test``
+    (without them a stratified ``test_fraction`` becomes the test split). Loaded without pickle."""
+
+    def load(self, cache_dir=None) -> ImageData:
+        p = self.resolve(cache_dir)
+        try:
+            z = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"data.path={self.path} is not a readable .npz ({type(e).__name__}); fix: save it "
+                            f"with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)") from e
+        with z:
+            keys = set(z.files)
+            need = {"x_train", "y_train"}
+            if not need <= keys or (("x_test" in keys) != ("y_test" in keys)):
+                raise DataError(f"data.path={self.path} holds {sorted(keys)}; fix: store x_train and y_train, and "
+                                f"x_test with y_test or neither (a test split is then drawn)")
+            try:
+                arrays = [z[k] if k in keys else None for k in ("x_train", "y_train", "x_test", "y_test")]
+            except ValueError as e:  # object arrays would need pickle
+                raise DataError(f"data.path={self.path} stores Python objects; fix: store numeric arrays") from e
+        return self._finish(*arrays, source=f"data.path={self.path}")
+
+
+class ImageFolder(_FileSource):
+    """A folder with one sub-folder of images per class (class index = sorted folder names), either
+    directly or in ``train/`` and ``test/`` sub-folders with the same class names. Images are decoded once
+    with Pillow, resized to ``size`` when given, and cached as arrays under the cache directory."""
+
+    def __init__(self, name: str = "folder", path: str | None = None, size=None, channels: str | int = "auto",
+                 **kw):
+        super().__init__(name, path, **kw)
+        self.size = None if size is None else tuple(int(v) for v in size)
+        self.channels = channels
+
+    @staticmethod
+    def _listing(root: Path) -> dict[str, list[Path]]:
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        return {c: sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+                for c in classes}
+
+    def _decode(self, files: list[Path], mode: str, what: str) -> np.ndarray:
+        from PIL import Image
+        from tqdm.auto import tqdm
+        out, first = [], None
+        for f in tqdm(files, desc=f"decoding {what}", unit="img", disable=len(files) < 2000, mininterval=1.0):
+            try:
+                with Image.open(f) as im:
+                    im = im.convert(mode)
+                    if self.size is not None:
+                        im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
+                    a = np.asarray(im, dtype=np.uint8)
+            except OSError as e:
+                raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or "
+                                f"replace it") from e
+            if first is None:
+                first = (a.shape, f)
+            elif a.shape != first[0]:
+                raise DataError(f"{f} is {a.shape[1]}x{a.shape[0]} but {first[1]} is {first[0][1]}x{first[0][0]}; "
+                                f"fix: set data.size=[H,W] to resize every image")
+            out.append(a)
+        x = np.stack(out)
+        return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+
+    def load(self, cache_dir=None) -> ImageData:
+        from PIL import Image
+        root = self.resolve(cache_dir)
+        if not root.is_dir():
+            raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class folders")
+        split = (root / "train").is_dir() and (root / "test").is_dir()
+        parts = {"train": self._listing(root / "train"), "test": self._listing(root / "test")} if split \
+            else {"train": self._listing(root)}
+        classes = list(parts["train"])
+        if split and not set(parts["test"]) <= set(classes):
+            extra = sorted(set(parts["test"]) - set(classes))
+            raise DataError(f"{root}/test has class folder(s) {extra[:5]} that train/ lacks; fix: use the same "
+                            f"class folder names in both")
+        files = {s: [(i, f) for i, c in enumerate(classes) for f in listing.get(c, [])]
+                 for s, listing in parts.items()}
+        if not files["train"]:
+            raise DataError(f"no images in class folders under {root}; fix: put images ({', '.join(IMAGE_EXTENSIONS[:4])}"
+                            f", ...) in one folder per class")
+        every = [f for fs in files.values() for _, f in fs]
+        mode = {"auto": None, "1": "L", "3": "RGB", 1: "L", 3: "RGB"}.get(self.channels, "bad")
+        if mode == "bad":
+            raise DataError(f"data.channels={self.channels!r}; fix: use auto, 1 or 3")
+        # the decoded arrays are reused while no file is added, removed, resized or touched
+        key = hashlib.sha256(repr((str(root.resolve()), self.size, mode, [
+            (str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in every])).encode()).hexdigest()[:16]
+        cached = Path(cache_dir or Path.home() / ".cache" / "unlearn-bench").expanduser() / "data" / f"folder-{key}.npz"
+        if cached.exists():
+            with np.load(cached, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        else:
+            if mode is None:  # grayscale only when every image is
+                gray = ("1", "L", "LA", "I", "I;16", "F")
+                mode = "L" if all(Image.open(f).mode in gray for f in every) else "RGB"
+            arrays = {}
+            for s, fs in files.items():
+                arrays[f"x_{s}"] = self._decode([f for _, f in fs], mode, f"{s} images")
+                arrays[f"y_{s}"] = np.array([i for i, _ in fs], dtype=np.int64)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, **arrays)
+            tmp.replace(cached)
+        num = self.num_classes if self.num_classes is not None else len(classes)
+        self.num_classes = num
+        return self._finish(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
+                            source=f"data.path={self.path}")
