@@ -152,6 +152,10 @@ def test_image_folder_errors(tmp_path, digits):
     assert d.train_x.shape[1:] == (3, 8, 8)  # RGB files: three channels
     gray = ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], channels=1, test_fraction=0.5).load(tmp_path / "c")
     assert gray.train_x.shape[1] == 1
+    for bad in ([0, 8], [8], [8.5, 8]):
+        with pytest.raises(DataError) as e:
+            ImageFolder(path=str(tmp_path / "mixed"), size=bad).load(tmp_path / "cache")
+        _one_line(e, "is not [height, width]")
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(DataError) as e:
         ImageFolder(path=str(tmp_path / "empty")).load(tmp_path / "cache")

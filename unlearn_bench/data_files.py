@@ -184,7 +184,7 @@ class ImageFolder(_FileSource):
     def __init__(self, name: str = "folder", path: str | None = None, size=None, channels: str | int = "auto",
                  **kw):
         super().__init__(name, path, **kw)
-        self.size = None if size is None else tuple(int(v) for v in size)
+        self.size = None if size is None else tuple(size)
         self.channels = channels
 
     @staticmethod
@@ -218,6 +218,10 @@ class ImageFolder(_FileSource):
 
     def load(self, cache_dir=None) -> ImageData:
         from PIL import Image
+        if self.size is not None and not (len(self.size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.size)):
+            raise DataError(f"data.size={list(self.size)!r} is not [height, width]; fix: e.g. data.size=[32,32], "
+                            f"or null to keep the images' own size")
         root = self.resolve(cache_dir)
         if not root.is_dir():
             raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class folders")
