@@ -173,3 +173,64 @@ def test_a_run_on_an_npz_file(tmp_path, digits, cache_dir):
                    "forget.classes=[3]", "train.epochs=3", "progress=false", f"cache_dir={cache_dir}"])
     m = pipeline.run(cfg, tmp_path / "run")
     assert m["status"] == "ok" and m["data"] == "arrays" and m["acc/forget_train"] > 0.5
+
+
+def test_folder_edge_cases(tmp_path, digits):
+    x, y = digits[0][:60], digits[1][:60] % 3
+    # 16-bit grayscale PNGs are scaled to 8 bits (Pillow's own conversion would clip them at 255)
+    wide = tmp_path / "wide"
+    for i, (img, label) in enumerate(zip(x, y)):
+        (wide / f"c{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.astype(np.uint16) * 257).save(wide / f"c{label}" / f"{i:03d}.png")
+    (wide / "c0" / "._0.png").write_bytes(b"resource fork")  # hidden: skipped, not an unreadable image
+    d = ImageFolder(path=str(wide), test_fraction=0.5).load(tmp_path / "cache")
+    assert d.train_x.shape[1] == 1 and int(d.train_x.max()) == int(x.max())
+    assert sorted(d.train_x.numpy().ravel().tolist() + d.test_x.numpy().ravel().tolist()) == sorted(x.ravel().tolist())
+    # an unreadable file among grayscale images is one line, not Pillow's traceback
+    (wide / "c1" / "bad.png").write_text("not a png")
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(wide), test_fraction=0.5).load(tmp_path / "cache")
+    _one_line(e, "bad.png cannot be read")
+    # gray and RGB files together: three channels
+    mix = tmp_path / "mix"
+    for i, (img, label) in enumerate(zip(x, y)):
+        (mix / f"c{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).convert("RGB" if i % 2 else "L").save(mix / f"c{label}" / f"{i:03d}.png")
+    assert ImageFolder(path=str(mix), test_fraction=0.5).load(tmp_path / "cache").train_x.shape[1] == 3
+    # class folders that happen to be called train and test, beside a third class
+    named = tmp_path / "named"
+    for i, (img, label) in enumerate(zip(x, y)):
+        (named / ["train", "test", "zebra"][label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(named / ["train", "test", "zebra"][label] / f"{i:03d}.png")
+    assert ImageFolder(path=str(named), test_fraction=0.5).load(tmp_path / "cache").num_classes == 3
+    # a train/test layout whose test classes hold no image
+    _write_folder(tmp_path / "split", x, y, split=True)
+    for f in (tmp_path / "split" / "test").rglob("*.png"):
+        f.unlink()
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(tmp_path / "split")).load(tmp_path / "cache")
+    _one_line(e, "no images in class folders under", "test")
+
+
+def test_too_many_classes_says_which_setting_to_change():
+    x, y = np.zeros((4, 8, 8), np.uint8), np.array([0, 1, 0, 1])
+    with pytest.raises(DataError) as e:
+        from_arrays("t", x, y, x, y, num_classes=4)
+    _one_line(e, "class(es) [2, 3] have no training image", "set data.num_classes=2 or null")
+
+
+def test_a_replaced_file_is_not_a_finished_run_and_pools_by_content(tmp_path, digits, cache_dir):
+    from unlearn_bench.context import config_hash, setup_hash
+    x, y = digits
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+
+    def cfg(name):
+        return compose(["data=arrays", f"data.path={tmp_path / name}", "model=mlp", f"cache_dir={cache_dir}"])
+    before = config_hash(cfg("d.npz"))
+    assert config_hash(cfg("d.npz")) == before
+    np.savez(tmp_path / "d.npz", x_train=255 - x, y_train=y)  # replaced in place
+    assert config_hash(cfg("d.npz")) != before  # a resumed sweep reruns it
+    fp = Context(cfg("d.npz")).data.fingerprint
+    np.savez(tmp_path / "copy.npz", x_train=255 - x, y_train=y)
+    assert setup_hash(cfg("d.npz"), fp) == setup_hash(cfg("copy.npz"), Context(cfg("copy.npz")).data.fingerprint)
+    assert setup_hash(cfg("d.npz"), fp) != setup_hash(cfg("d.npz"), "another")

@@ -55,20 +55,28 @@ RESULTS_VERSION = 2
 def config_hash(cfg: DictConfig) -> str:
     """The identity of a run's results: its whole configuration (less where files go and how progress
     shows) and ``RESULTS_VERSION``; a run directory whose metrics.json carries it is complete."""
+    from unlearn_bench.data_files import source_stamp
     c = plain_config(cfg)
     c["_results_version"] = RESULTS_VERSION
+    stamp = source_stamp(c.get("data", {}))  # a user's data file replaced since: the run is not complete
+    if stamp is not None:
+        c["_data_stamp"] = stamp
     for volatile in ("cache_dir", "logger", "progress", "runs_dir"):
         c.pop(volatile, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def setup_hash(cfg: DictConfig) -> str:
+def setup_hash(cfg: DictConfig, data_fingerprint: str | None = None) -> str:
     """Everything but the method, the seed and the forget classes: runs that share it may be compared,
-    paired and averaged (the report never pools runs of different setups)."""
+    paired and averaged (the report never pools runs of different setups). A user's own data enter by
+    content (``data_fingerprint``), not by path."""
     c = plain_config(cfg)
     for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "name", "device", "channels_last"):
         c.pop(k, None)
     c.get("forget", {}).pop("classes", None)
+    if data_fingerprint:
+        c["data"].pop("path", None)
+        c["data"]["fingerprint"] = data_fingerprint
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -170,8 +178,9 @@ class Context:
     # -- cached models ---------------------------------------------------------------------------------
     def _spec(self) -> dict:
         data = {k: v for k, v in plain_config(self.cfg)["data"].items() if k not in ("root", "download",
-                                                                                      "system_dirs", "path")}
+                                                                                      "system_dirs")}
         if self.data.fingerprint:  # a user's own files: their content, not where they lie, names the models
+            data.pop("path", None)
             data["fingerprint"] = self.data.fingerprint
         return {"data": data, "model": plain_config(self.cfg)["model"], "train": plain_config(self.cfg)["train"],
                 "seed": int(self.cfg.seed), "unseen": plain_config(self.cfg)["forget"]["unseen"],

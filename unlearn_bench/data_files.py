@@ -58,6 +58,28 @@ def _labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _listing_stamp(files) -> list:
+    """What identifies files without reading them: name, size, modification and change times, inode."""
+    out = []
+    for f in files:
+        st = f.stat()
+        out.append((str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+    return out
+
+
+def source_stamp(data_cfg: dict) -> str | None:
+    """A cheap stamp of a user's data files (stat only, nothing read) for the run's config hash, so a run
+    over replaced files is not taken as complete; None for the bundled datasets or a missing path."""
+    target = str(data_cfg.get("_target_", ""))
+    if not target.startswith(__name__ + ".") or not data_cfg.get("path"):
+        return None
+    p = Path(os.path.expanduser(str(data_cfg["path"])))
+    if not p.exists():
+        return None
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    return hashlib.sha256(repr(_listing_stamp(files)).encode()).hexdigest()[:16]
+
+
 def fingerprint(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -80,10 +102,12 @@ def from_arrays(name: str, xtr, ytr, xte, yte, num_classes: int | None = None, m
     if seen > k:
         raise DataError(f"{source}: label {seen - 1} is outside data.num_classes={k}; fix: set "
                         f"data.num_classes={seen} or correct the labels")
-    missing = sorted(set(range(k)) - set(np.unique(ytr).tolist()))
-    if missing:
-        raise DataError(f"{source}: class(es) {missing[:10]} have no training image; fix: relabel to 0..C-1 "
-                        f"without gaps or add their images")
+    present = np.unique(ytr)
+    if len(present) < k:  # labels lie in 0..k-1, so fewer distinct ones means a class without images
+        missing = np.setdiff1d(np.arange(min(k, len(present) + 10)), present)[:10].tolist()
+        fix = (f"set data.num_classes={seen} or null" if np.array_equal(present, np.arange(seen))
+               else "relabel to 0..C-1 without gaps or add their images")
+        raise DataError(f"{source}: class(es) {missing} have no training image; fix: {fix}")
     if k < 2:
         raise DataError(f"{source}: a single class; fix: unlearning a class needs at least two")
     c = xtr.shape[1]
@@ -189,24 +213,38 @@ class ImageFolder(_FileSource):
 
     @staticmethod
     def _listing(root: Path) -> dict[str, list[Path]]:
+        """Class folder -> its image files (hidden files and folders skipped, e.g. macOS' ``._x.png``)."""
         classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        return {c: sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        return {c: sorted(f for f in (root / c).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS
+                          and not any(part.startswith(".") for part in f.relative_to(root / c).parts))
                 for c in classes}
+
+    @staticmethod
+    def _open(f: Path):
+        """The image as Pillow reads it, 16-bit gray scaled to 8 bits (Pillow's own conversion clips)."""
+        from PIL import Image
+        try:
+            im = Image.open(f)
+            im.load()
+        except (OSError, ValueError) as e:
+            raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
+        if im.mode.startswith("I;16"):
+            a = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
+            return Image.fromarray(np.round(a).astype(np.uint8), "L")
+        if im.mode in ("I", "F"):
+            raise DataError(f"{f} holds {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels; fix: "
+                            f"save 8- or 16-bit images, or load the arrays yourself with data=arrays")
+        return im
 
     def _decode(self, files: list[Path], mode: str, what: str) -> np.ndarray:
         from PIL import Image
         from tqdm.auto import tqdm
         out, first = [], None
         for f in tqdm(files, desc=f"decoding {what}", unit="img", disable=len(files) < 2000, mininterval=1.0):
-            try:
-                with Image.open(f) as im:
-                    im = im.convert(mode)
-                    if self.size is not None:
-                        im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
-                    a = np.asarray(im, dtype=np.uint8)
-            except OSError as e:
-                raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or "
-                                f"replace it") from e
+            im = self._open(f).convert(mode)
+            if self.size is not None:
+                im = im.resize((self.size[1], self.size[0]), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
             if first is None:
                 first = (a.shape, f)
             elif a.shape != first[0]:
@@ -216,8 +254,14 @@ class ImageFolder(_FileSource):
         x = np.stack(out)
         return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
 
+    @staticmethod
+    def _is_split(root: Path) -> bool:
+        """train/ and test/ of class folders, and nothing else: otherwise folders named train and test are
+        classes like any other."""
+        subdirs = {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
+        return subdirs == {"train", "test"} and any(d.is_dir() for d in (root / "train").iterdir())
+
     def load(self, cache_dir=None) -> ImageData:
-        from PIL import Image
         if self.size is not None and not (len(self.size) == 2 and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.size)):
             raise DataError(f"data.size={list(self.size)!r} is not [height, width]; fix: e.g. data.size=[32,32], "
@@ -225,7 +269,7 @@ class ImageFolder(_FileSource):
         root = self.resolve(cache_dir)
         if not root.is_dir():
             raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class folders")
-        split = (root / "train").is_dir() and (root / "test").is_dir()
+        split = self._is_split(root)
         parts = {"train": self._listing(root / "train"), "test": self._listing(root / "test")} if split \
             else {"train": self._listing(root)}
         classes = list(parts["train"])
@@ -235,24 +279,24 @@ class ImageFolder(_FileSource):
                             f"class folder names in both")
         files = {s: [(i, f) for i, c in enumerate(classes) for f in listing.get(c, [])]
                  for s, listing in parts.items()}
-        if not files["train"]:
-            raise DataError(f"no images in class folders under {root}; fix: put images ({', '.join(IMAGE_EXTENSIONS[:4])}"
-                            f", ...) in one folder per class")
+        for part, fs in files.items():
+            if not fs:
+                where = root / part if split else root
+                raise DataError(f"no images in class folders under {where}; fix: put images "
+                                f"({', '.join(IMAGE_EXTENSIONS[:4])}, ...) in one folder per class")
         every = [f for fs in files.values() for _, f in fs]
         mode = {"auto": None, "1": "L", "3": "RGB", 1: "L", 3: "RGB"}.get(self.channels, "bad")
         if mode == "bad":
             raise DataError(f"data.channels={self.channels!r}; fix: use auto, 1 or 3")
-        # the decoded arrays are reused while no file is added, removed, resized or touched
-        key = hashlib.sha256(repr((str(root.resolve()), self.size, mode, [
-            (str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in every])).encode()).hexdigest()[:16]
+        # the decoded arrays are reused while no file is added, removed, rewritten or touched
+        key = hashlib.sha256(repr((str(root.resolve()), self.size, mode, _listing_stamp(every))).encode()).hexdigest()[:16]
         cached = Path(cache_dir or Path.home() / ".cache" / "unlearn-bench").expanduser() / "data" / f"folder-{key}.npz"
         if cached.exists():
             with np.load(cached, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         else:
             if mode is None:  # grayscale only when every image is
-                gray = ("1", "L", "LA", "I", "I;16", "F")
-                mode = "L" if all(Image.open(f).mode in gray for f in every) else "RGB"
+                mode = "L" if all(self._open(f).mode in ("1", "L", "LA") for f in every) else "RGB"
             arrays = {}
             for s, fs in files.items():
                 arrays[f"x_{s}"] = self._decode([f for _, f in fs], mode, f"{s} images")

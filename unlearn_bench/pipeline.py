@@ -83,7 +83,7 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
               "model": ctx.labels.get("model", ""), "forget": "-".join(map(str, ctx.split.forget_classes)),
               "seed": int(cfg.seed), "regime": ctx.method.regime.value, "name": cfg.name,
               "uses_unseen_retain": bool(ctx.method.needs_unseen_retain), "uses_oracle": ctx.method.needs_oracle,
-              "config_hash": chash, "setup": setup_hash(cfg), "original_cache_hit": hit, "original_train_s": meta.get("train_s")}
+              "config_hash": chash, "setup": setup_hash(cfg, ctx.data.fingerprint), "original_cache_hit": hit, "original_train_s": meta.get("train_s")}
     cost: dict = {}
     torch.manual_seed(int(cfg.seed))
     working_copy = copy.deepcopy(original)  # not part of the method's cost
