@@ -156,6 +156,27 @@ def test_klom_metrics_per_part():
     assert out["klom/test_mean"] == pytest.approx(M.klom_per_example(*both).mean())
 
 
+def test_klom_unlearns_an_ensemble_of_originals(digits_cfg):
+    """The unlearned side of KLOM varies like the retrained side: `none` on N originals gives N different
+    models (a deterministic method run N times on one original would give one), and the retrain method
+    is compared through twins, never with the oracles themselves."""
+    from unlearn_bench.loggers import NoLogger
+    from unlearn_bench.reference_models import ReferenceModels
+    from unlearn_bench.validate import validate_config
+    ctx = validate_config(digits_cfg("method=none", "train.epochs=3", "forget.classes=[5]"))
+    ctx.to_device()
+    original, _, _ = ctx.original(NoLogger())
+    refs = ReferenceModels(ctx, NoLogger())
+    m = refs.klom_margins(3, original)
+    assert set(m) == {"forget_train", "retain_train", "forget_test", "retain_test"}
+    assert m["forget_train"].shape == (3, len(ctx.split.forget_train))
+    assert not np.allclose(m["forget_train"][0], m["forget_train"][1])  # different originals
+    from unlearn_bench import evaluation
+    first = M.logit_scaled_confidence(evaluation.predict_logits(original, ctx.subsets["forget_train"]),
+                                      ctx.subsets["forget_train"].y.numpy())
+    np.testing.assert_allclose(m["forget_train"][0], first, rtol=1e-5, atol=1e-5)  # run 0 is the run's own
+
+
 @pytest.mark.slow
 def test_full_eval_on_digits(tmp_path, cache_dir):
     from unlearn_bench.config import compose

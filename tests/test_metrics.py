@@ -269,6 +269,10 @@ def test_klom_matches_histogram_and_scipy_entropy(rng):
     np.testing.assert_allclose(M.klom_per_example(u, r), _klom_reference(u, r), rtol=1e-12, atol=1e-12)
     assert M.klom_per_example(u, r)[0] == 0.0
     np.testing.assert_allclose(M.klom_per_example(r, r), 0.0, atol=1e-12)
+    u[2, 3] = np.nan  # a non-finite margin: that example is NaN, the others unchanged, the summary skips it
+    k = M.klom_per_example(u, r)
+    assert np.isnan(k[3]) and np.isfinite(np.delete(k, 3)).all()
+    assert M.klom_summary(u, r)["mean"] == pytest.approx(np.delete(k, 3).mean())
 
 
 def test_klom_disjoint_samples_reach_the_smoothing_bound():

@@ -166,7 +166,9 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
         fq = refs.fq_ensembles(int(ev.fq_runs), original, retrain)
         if fq is not None:
             out.update(eval_suite.fq_metrics(fq["u"], fq["r"], fq["acc_u"], fq["acc_r"]))
-            out.update(eval_suite.klom_metrics(fq["margins_u"], fq["margins_r"]))
+            klom = refs.klom_margins(int(ev.fq_runs), original) if ev.get("klom", True) else None
+            if klom is not None:
+                out.update(eval_suite.klom_metrics(klom, fq["margins_r"]))
 
     per_class = eval_suite.per_class(models, labels, ctx.data.num_classes)
     per_class.to_csv(run_dir / "per_class.csv", index=False)

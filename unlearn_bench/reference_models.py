@@ -11,7 +11,8 @@ and every method reuses it. Only the unlearning of shadows / of the original (th
   spread LiRA needs.
 - Forgetting quality (Triantafillou et al. 2024): the method run N times from the one original model (seeds
   differ) and N retrains on D_r with different initialisations and batch orders (run 0 is the oracle itself).
-  The same 2N models give KLOM (Georgiev et al. 2024) on D_f, D_r and the test split.
+- KLOM (Georgiev et al. 2024): the same N retrains against the method applied to N originals (the run's own
+  and N - 1 trained like it with other seeds), on D_f, D_r and the test split.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from unlearn_bench.training import check_finite, norm_stats_scope
 log = logging.getLogger("unlearn_bench")
 SHADOW_SEED_OFFSET = 2_000_003
 FQ_SEED_OFFSET = 3_000_017
+KLOM_SEED_OFFSET = 4_000_037
 KLOM_SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test")
 
 
@@ -91,19 +93,16 @@ class ReferenceModels:
         return np.stack(ins), np.stack(outs)
 
     def fq_ensembles(self, n: int, original, retrain) -> dict | None:
-        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, their mean RA and TA, and their margins
-        on every split of ``KLOM_SPLITS`` (``margins_u`` / ``margins_r``: split -> (n, split size))."""
+        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, their mean RA and TA, and the retrains'
+        margins on every split of ``KLOM_SPLITS`` (``margins_r``: split -> (n, split size)) for KLOM."""
         ctx, s = self.ctx, self.ctx.split
         base = {**ctx._spec(), "forget_classes": s.forget_classes}
         subsets = {k: ctx.subsets[k] for k in KLOM_SPLITS}
         labels = {k: v.y.cpu().numpy() for k, v in subsets.items()}
         runs = {"u": [], "r": []}
+        margins_r = []
         for i in range(n):
-            twin_init = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i + 5
-            unl = self._unlearn(original, s.retain_train,
-                                lambda i=i, j=twin_init: self._train("fq_retrain", {**base, "fq_twin": i},
-                                                                     np.asarray(s.retain_train), j, j),
-                                seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
+            unl = self._unlearn(original, s.retain_train, self._twin(i), seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
             if unl is None:
                 return None
             if i == 0:
@@ -115,11 +114,44 @@ class ReferenceModels:
                 lg = evaluation.collect(model, subsets, ctx.cfg.eval.batch_size)
                 runs[side].append((self.phi(model),
                                    M.accuracy(lg["retain_train"], labels["retain_train"]),
-                                   M.accuracy(lg["retain_test"], labels["retain_test"]),
-                                   {k: M.logit_scaled_confidence(lg[k], labels[k]) for k in subsets}))
+                                   M.accuracy(lg["retain_test"], labels["retain_test"])))
+                if side == "r":
+                    margins_r.append({k: M.logit_scaled_confidence(lg[k], labels[k]) for k in subsets})
         out = {}
         for side, rows in runs.items():
             out[side] = np.stack([r[0] for r in rows])
             out[f"acc_{side}"] = {"ra": float(np.mean([r[1] for r in rows])), "ta": float(np.mean([r[2] for r in rows]))}
-            out[f"margins_{side}"] = {k: np.stack([r[3][k] for r in rows]) for k in subsets}
+        out["margins_r"] = {k: np.stack([m[k] for m in margins_r]) for k in subsets}
         return out
+
+    def _twin(self, i: int):
+        """Lazily, the i-th retrain independent of the N oracles: what a method that needs the oracle (or
+        returns it, like ``retrain``) gets in the i-th reference run, so it is never compared with itself."""
+        ctx, s = self.ctx, self.ctx.split
+        base = {**ctx._spec(), "forget_classes": s.forget_classes}
+        j = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i + 5
+        return lambda: self._train("fq_retrain", {**base, "fq_twin": i}, np.asarray(s.retain_train), j, j)
+
+    def klom_margins(self, n: int, original) -> dict | None:
+        """Margins on ``KLOM_SPLITS`` (split -> (n, split size)) of the method applied to n originals: this
+        run's and n - 1 trained like it from other initialisations and batch orders (cached, shared by every
+        method and forget set). Georgiev et al. unlearn an ensemble of originals, so the unlearned side
+        varies as much as the retrained side does; a deterministic method run n times on one original would
+        show no spread at all and be penalised for it. None if an unlearning run diverges."""
+        ctx, s = self.ctx, self.ctx.split
+        subsets = {k: ctx.subsets[k] for k in KLOM_SPLITS}
+        labels = {k: v.y.cpu().numpy() for k, v in subsets.items()}
+        out = {k: [] for k in KLOM_SPLITS}
+        for i in range(n):
+            if i == 0:
+                orig = original
+            else:
+                init = int(ctx.cfg.seed) + KLOM_SEED_OFFSET + 7919 * i
+                orig = self._train("klom_original", {**ctx._spec(), "klom_run": i}, np.asarray(s.train_idx), init, init)
+            unl = self._unlearn(orig, s.retain_train, self._twin(i), seed=int(ctx.cfg.seed) + KLOM_SEED_OFFSET + i)
+            if unl is None:
+                return None
+            lg = evaluation.collect(unl, subsets, ctx.cfg.eval.batch_size)
+            for k in KLOM_SPLITS:
+                out[k].append(M.logit_scaled_confidence(lg[k], labels[k]))
+        return {k: np.stack(v) for k, v in out.items()}

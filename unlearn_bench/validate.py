@@ -138,7 +138,7 @@ def check_method_types(method: dict) -> None:
 
 def check_eval(ev: dict) -> None:
     """The evaluation settings: switches are true/false, counts are integers in range."""
-    for k in ("retrain", "relearn", "ulira_fix_variance"):
+    for k in ("retrain", "relearn", "ulira_fix_variance", "klom"):
         _check(isinstance(ev.get(k, False), bool), f"eval.{k}={ev.get(k)!r} is not true or false; fix: set "
                                                    f"eval.{k}=true or eval.{k}=false")
     integer(ev["seed"], "eval.seed", 0, MAX_SEED)

@@ -79,8 +79,9 @@ METRIC_INFO: dict[str, MetricInfo] = {
                                         "higher", "retrain's own F, well below 1: two samples of one "
                                         "distribution score about 0.2-0.4 at N = 3-512", _CHALLENGE),
     **{f"klom/{part}_mean": MetricInfo(
-        f"KLOM on {where}, mean over examples: KL(unlearned || oracle) between an example's binned margins over "
-        "the N unlearning runs and the N retrains of forgetting quality", "lower", _KLOM_REF, _KLOM)
+        f"KLOM on {where}, mean over examples: KL(unlearned || oracle) between an example's binned margins "
+        "under the method applied to N originals (trained with N seeds) and under the N retrains "
+        "(N = eval.fq_runs)", "lower", _KLOM_REF, _KLOM)
        for part, where in _KLOM_PARTS.items()},
     **{f"klom/{part}_p95": MetricInfo(f"as klom/{part}_mean, 95th percentile over examples", "lower",
                                       "eval/klom_null_p95 at the same N", _KLOM) for part in _KLOM_PARTS},

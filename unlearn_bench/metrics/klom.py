@@ -1,13 +1,15 @@
 """KLOM, the KL divergence of margins (Georgiev et al. 2024, "Attribute-to-Delete: Machine Unlearning via
 Datamodel Matching", appendix E.1; the metric of the Easy Data-Unlearning Bench).
 
-From N unlearned models and N retrained oracles, every example has two samples of its margin
-z_y - logsumexp_{c != y} z_c (LiRA's phi, computed from logits). KLOM of the example is
-KL(unlearned || oracle) between the two samples' histograms: 20 equal-width bins over the range both samples
-span after clipping to [-100, 100]; an oracle bin left empty where the unlearned sample has mass gets 1e-5
-before both histograms are normalised. 0 when the samples fall in the same bins in the same proportions,
-up to about ln(N / 1e-5) when they share none. The estimator is noisy at small N: two samples of one
-distribution score well above 0 (``klom_null``), so compare with the retrain reference at the same N.
+N originals (trained with different seeds) are each unlearned, and N oracles are retrained without the
+forget set; every example then has two samples of its margin z_y - logsumexp_{c != y} z_c (LiRA's phi,
+computed from logits). KLOM of the example is KL(unlearned || oracle) between the two samples' histograms:
+20 equal-width bins over the range both samples span after clipping to [-100, 100]; an oracle bin left
+empty where the unlearned sample has mass gets 1e-5 before the oracle histogram is renormalised. 0 when
+the samples fall in the same bins in the same proportions, about ln(1 / 1e-5) = 11.5 when they share
+none. The estimator is noisy at small N: two samples of one distribution score well above 0
+(``klom_null``), so compare with the retrain reference at the same N. An example with a non-finite margin
+scores NaN.
 
 The authors' binning excludes a value lying exactly on the upper edge (``np.digitize``), which drops the
 largest margin of every example; here the last bin is closed, as in ``np.histogram``.
@@ -32,6 +34,8 @@ def klom_per_example(unlearned_margins, oracle_margins, bins: int = BINS, eps: f
         raise ValueError(f"margins must be (models, examples) with the same examples: {u.shape} vs {r.shape}")
     if min(len(u), len(r)) == 0:
         raise ValueError("KLOM needs at least one unlearned and one retrained model")
+    bad = ~np.isfinite(np.concatenate([u, r])).all(axis=0)  # NaN margins (clip already bounded +-inf)
+    u, r = np.where(bad, 0.0, u), np.where(bad, 0.0, r)
     both = np.concatenate([u, r])
     lo, hi = both.min(axis=0), both.max(axis=0)
     width = np.where(hi > lo, hi - lo, 1.0)
@@ -47,12 +51,13 @@ def klom_per_example(unlearned_margins, oracle_margins, bins: int = BINS, eps: f
     q = q / q.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log(p / q), 0.0)
-    return terms.sum(axis=1)
+    return np.where(bad, np.nan, terms.sum(axis=1))
 
 
 def klom_summary(unlearned_margins, oracle_margins, **kw) -> dict[str, float]:
     """Mean and 95th percentile of the per-example KLOM (the authors plot percentiles over a split)."""
     k = klom_per_example(unlearned_margins, oracle_margins, **kw)
+    k = k[~np.isnan(k)]
     if k.size == 0:
         return {"mean": float("nan"), "p95": float("nan")}
     return {"mean": float(k.mean()), "p95": float(np.percentile(k, 95))}
