@@ -234,3 +234,15 @@ def test_a_replaced_file_is_not_a_finished_run_and_pools_by_content(tmp_path, di
     np.savez(tmp_path / "copy.npz", x_train=255 - x, y_train=y)
     assert setup_hash(cfg("d.npz"), fp) == setup_hash(cfg("copy.npz"), Context(cfg("copy.npz")).data.fingerprint)
     assert setup_hash(cfg("d.npz"), fp) != setup_hash(cfg("d.npz"), "another")
+
+
+def test_a_forget_class_without_test_images_runs_and_warns(tmp_path, digits, cache_dir, caplog):
+    x, y = digits
+    test = (np.arange(len(y)) >= 1400) & (y != 3)  # class 3 only in training
+    np.savez(tmp_path / "d.npz", x_train=x[:1400], y_train=y[:1400], x_test=x[test], y_test=y[test])
+    cfg = compose(["data=arrays", f"data.path={tmp_path / 'd.npz'}", "model=mlp", "method=none",
+                   "forget.classes=[3]", "train.epochs=2", "progress=false", f"cache_dir={cache_dir}"])
+    with caplog.at_level("WARNING", logger="unlearn_bench"):
+        m = pipeline.run(cfg, tmp_path / "run")
+    assert m["status"] == "ok" and np.isnan(m["acc/forget_test"]) and m["acc/retain_test"] > 0.5
+    assert "no test image of forget class(es) [3]" in caplog.text

@@ -8,6 +8,7 @@ run's context (data loaded, split made, model and method instantiated; nothing t
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 
@@ -220,6 +221,10 @@ def validate_run(ctx) -> None:
            f"{cfg.forget.unseen.source} split of {data.name}); fix: set forget.unseen.per_class<={limit}")
     _check(len(split.forget_train) > 0, f"no training image of class(es) {classes} in {data.name}; fix: pick "
                                         f"forget classes present in the training split")
+    if len(split.forget_test) == 0:  # a user's data can lack them; the run is still meaningful
+        logging.getLogger("unlearn_bench").warning(
+            "no test image of forget class(es) %s in %s: acc/forget_test, the loss attack, Fs and relearn "
+            "will be empty", classes, data.name)
     validate_recipe(cfg.train)
     label = ctx.labels.get("model", "?")
     try:  # building checks model.* values, the forward pass checks the input shape
