@@ -49,7 +49,8 @@ def plain_config(cfg: DictConfig) -> dict:
 # behaviour): a resumed sweep then recomputes its runs instead of mixing results of two versions.
 # 2: Fr/Fs as the LRA-NPP authors compute them; LRA-NPP keeps the bias, breaks ties by first sight, ViT edits
 # the head only; JiT in eval mode with constant neighbours; GKT gates its generator step.
-RESULTS_VERSION = 2
+# 3: the entropy attack's non-members are the whole test split (SSD); KLOM under eval=full.
+RESULTS_VERSION = 3
 
 
 def config_hash(cfg: DictConfig) -> str:

@@ -16,7 +16,9 @@ from unlearn_bench.evaluation import SPLITS
 
 # Bump when population_mias, or a metrics.* function it calls, changes what it returns: results cached for
 # the original and the oracle (Context.cached_metrics) are keyed by it.
-POPULATION_MIA_VERSION = 2  # 2: Fr with a linear-kernel SVC, Fs with 10% held out per split
+# 2: Fr with a linear-kernel SVC, Fs with 10% held out per split; 3: the entropy attack's non-members are
+# the whole test split, as SSD runs it
+POPULATION_MIA_VERSION = 3
 
 
 def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -36,7 +38,8 @@ def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int
 
     ``mia/svc_confidence``: members = a seeded sample of D_r of size |retain-class test|, non-members = the
     retain-class test samples (the forgotten class removed from D_t, as Sparse/SalUn do); score on D_f.
-    ``mia/entropy_member_rate``: D_r vs retain-class test, share of D_f called member.
+    ``mia/entropy_member_rate``: D_r vs the whole test split (forget class included: SSD's ``valid_dl``),
+    share of D_f called member.
     ``mia/loss_cv_acc``: loss of D_f vs forget-class test, 10-split CV accuracy; ``mia/fs`` = |0.5 - it|
     (the same 10-split attack LRA-NPP's Fs uses, so it is computed once).
     """
@@ -49,7 +52,8 @@ def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int
     pick = np.sort(rng.choice(len(labels[rt]), size=n, replace=False))  # a random, not the first, |D_t| of D_r
     out["mia/svc_confidence"] = M.svc_confidence_mia(logits[rt][pick], labels[rt][pick], logits[rte], labels[rte],
                                                      logits[ft], labels[ft], seed=seed)
-    out["mia/entropy_member_rate"] = M.entropy_member_rate(logits[rt], logits[rte], logits[ft], seed=seed)
+    out["mia/entropy_member_rate"] = M.entropy_member_rate(logits[rt], _test(logits, labels)[0], logits[ft],
+                                                           seed=seed)
     if len(labels[fte]) >= 6:  # 10% held out of 2 x 6 images is 2: the fewest a stratified split can take
         lf = M.cross_entropy_per_sample(logits[ft], labels[ft])
         lt = M.cross_entropy_per_sample(logits[fte], labels[fte])

@@ -40,7 +40,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
         "MIA-Efficacy: share of D_f an RBF SVC on p_y (D_r vs retain-class D_t) calls non-member", "higher",
         "~ 1", _SPARSE_SALUN),
     "mia/entropy_member_rate": MetricInfo(
-        "share of D_f a balanced logistic regression on softmax entropy (D_r vs retain-class D_t) calls member", "lower",
+        "share of D_f a balanced logistic regression on softmax entropy (D_r vs the whole D_t, forget class "
+        "included, as SSD) calls member", "lower",
         "compare with Retrain (~ 0)", "Foster et al. AAAI'24 (SSD); Chundawat et al. AAAI'23 (Bad Teacher)"),
     "mia/loss_cv_acc": MetricInfo(
         "CV accuracy of logistic regression on loss, D_f vs forget-class test, balanced",
