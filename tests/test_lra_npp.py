@@ -248,3 +248,16 @@ def test_auto_path_follows_the_authors_per_architecture():
     assert resolve_path(resnet18((3, 8, 8), 10), "auto") == "all_out"
     assert resolve_path(vit_tiny((3, 8, 8), 10), "auto") == "target_out"  # the head only, forget class only
     assert resolve_path(vit_tiny((3, 8, 8), 10), "all_out") == "all_out"  # an explicit path wins
+
+
+def test_a_model_without_feature_layer_is_told_how_to_name_it():
+    from torch import nn
+
+    from unlearn_bench.errors import ConfigError
+    from unlearn_bench.methods.lra_npp_paths import resolve_layers
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
+    with pytest.raises(ConfigError, match=r"does not name its classifier layer; fix: set model.feature_layer \(one of 1, 3\)"):
+        resolve_layers(model, None)
+    model.feature_layer, model.feature_source = "3", "1"
+    (unit,) = resolve_layers(model, None)
+    assert (unit.consumer, unit.producer, unit.width) == ("3", "1", 16)

@@ -60,6 +60,10 @@ def resolve_layers(model: nn.Module, names: list[str] | None) -> list[UnitLayer]
     out = []
     for name in names:
         layer = modules.get(name)
+        if name is None:
+            raise ConfigError(f"{type(model).__name__} does not name its classifier layer; fix: set "
+                              f"model.feature_layer (one of {', '.join(order)}) and model.feature_source in the "
+                              f"model's factory (README: Add a model), or name layers with method.layers")
         if not isinstance(layer, _PARAM_LAYERS):
             kind = "missing" if layer is None else type(layer).__name__
             raise ConfigError(f"lra_npp layer {name!r} is {kind}, not a Linear or Conv2d of "
