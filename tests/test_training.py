@@ -229,3 +229,13 @@ def test_norm_stats_scope_decides_whether_batchnorm_statistics_move(mode):
             progress=False)
     assert torch.equal(model[2].running_mean, before) == (mode == "frozen")
     assert not torch.equal(model[1].weight, _model().state_dict()["1.weight"])  # the weights trained either way
+
+
+def test_a_log_gets_a_few_bar_lines_not_one_per_epoch(monkeypatch, capsys):
+    from unlearn_bench import training
+    monkeypatch.setattr(training, "_is_terminal", lambda: False)
+    fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=20,
+        progress=True)
+    out = capsys.readouterr()
+    draws = (out.out + out.err).count("Epoch ")
+    assert 1 <= draws <= 3, draws  # the first draw and the final one; every epoch start and end redrew before

@@ -28,6 +28,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import nn
 
 from unlearn_bench.errors import Diverged
@@ -154,12 +155,33 @@ class StepModule(L.LightningModule):
         return opt
 
 
+class _SparseTqdm(Tqdm):
+    """Lightning's tqdm for logs: epoch starts and ends redraw too, so every draw but the final one (at
+    close) waits ``interval`` seconds after the previous one."""
+
+    interval = LOG_PROGRESS_INTERVAL_S
+
+    def refresh(self, nolock=False, lock_args=None):
+        now = time.monotonic()
+        if now - getattr(self, "_drawn", -math.inf) < self.interval:
+            return None
+        self._drawn = now
+        return super().refresh(nolock=nolock, lock_args=lock_args)
+
+
 class ThrottledProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar, redrawn at most every ``interval`` seconds (and on an epoch's last batch)."""
+    """Lightning's tqdm bar, redrawn at most every ``interval`` seconds (and on an epoch's last batch; in a
+    log, with ``interval`` >= 1 s, epoch boundaries wait for the interval as well)."""
 
     def __init__(self, interval: float = PROGRESS_INTERVAL_S):
         super().__init__(refresh_rate=1)
         self.interval, self._last = interval, 0.0
+
+    def init_train_tqdm(self):
+        bar = super().init_train_tqdm()
+        if self.interval >= 1.0:  # a log file: the few draws that remain are worth the interval
+            bar.__class__, bar.interval = _SparseTqdm, self.interval
+        return bar
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = time.monotonic()
