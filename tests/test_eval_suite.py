@@ -147,8 +147,10 @@ def test_klom_metrics_per_part():
     r = {k: rng.normal(0, 1, (40, n)) for k, n in sizes.items()}
     u = {k: rng.normal(0, 1, (40, n)) for k, n in sizes.items()}
     u["forget_train"] = rng.normal(5, 1, (40, 30))  # only D_f is far from the oracle
-    out = eval_suite.klom_metrics(u, r)
-    assert set(out) <= set(M.METRIC_INFO)
+    per = {}
+    out = eval_suite.klom_metrics(u, r, per_example=per)
+    assert set(out) <= set(M.METRIC_INFO) and per["klom_forget"].shape == (30,) and per["klom_test"].shape == (30,)
+    assert out["klom/forget_p95"] == pytest.approx(np.percentile(per["klom_forget"], 95))
     assert out["klom/forget_mean"] > 3 * out["klom/retain_mean"]
     assert out["klom/retain_mean"] < 2 * out["eval/klom_null_mean"] and out["klom/test_p95"] >= out["klom/test_mean"]
     both = np.concatenate([u["forget_test"], u["retain_test"]], axis=1), np.concatenate(
@@ -190,6 +192,9 @@ def test_full_eval_on_digits(tmp_path, cache_dir):
     assert m["eval/klom_null_mean"] == pytest.approx(M.klom_null(3)["mean"])
     assert all(k in M.METRIC_INFO for k in m if k.startswith(("klom/", "fq/", "mia/", "eval/")))
     assert json.loads((tmp_path / "full" / "metrics.json").read_text())["mia/ulira_auc"] == m["mia/ulira_auc"]
+    with np.load(tmp_path / "full" / "predictions.npz") as z:  # per-example KLOM beside the logits
+        assert z["klom_forget"].shape == z["logits_forget_train"].shape[:1]
+        assert z["klom_forget"].mean() == pytest.approx(m["klom/forget_mean"])
 
 
 @pytest.mark.parametrize("n_forget_test, has_fs", [(5, False), (6, True)])

@@ -161,15 +161,20 @@ def fq_metrics(unlearned_phi: np.ndarray, retrain_phi: np.ndarray, acc_u: dict, 
 KLOM_PARTS = {"forget": ("forget_train",), "retain": ("retain_train",), "test": ("forget_test", "retain_test")}
 
 
-def klom_metrics(margins_u: dict, margins_r: dict) -> dict:
-    """KLOM on D_f, D_r and the whole test split (mean and 95th percentile over examples) from the
-    forgetting-quality ensembles' margins, with the value two samples of one distribution reach at this N."""
+def klom_metrics(margins_u: dict, margins_r: dict, per_example: dict | None = None) -> dict:
+    """KLOM on D_f, D_r and the whole test split (mean and 95th percentile over examples) from the margins of
+    the unlearned and the retrained ensembles, with the value two samples of one distribution reach at this
+    N. ``per_example``, when given, receives each part's per-example KLOM (``klom_<part>``)."""
     out = {}
     for part, splits in KLOM_PARTS.items():
         u = np.concatenate([margins_u[k] for k in splits], axis=1)
         r = np.concatenate([margins_r[k] for k in splits], axis=1)
-        for stat, v in M.klom_summary(u, r).items():
-            out[f"klom/{part}_{stat}"] = v
+        k = M.klom_per_example(u, r)
+        if per_example is not None:
+            per_example[f"klom_{part}"] = k
+        finite = k[~np.isnan(k)]
+        out[f"klom/{part}_mean"] = float(finite.mean()) if finite.size else float("nan")
+        out[f"klom/{part}_p95"] = float(np.percentile(finite, 95)) if finite.size else float("nan")
     n = min(len(next(iter(margins_u.values()))), len(next(iter(margins_r.values()))))
     out.update({f"eval/klom_null_{stat}": v for stat, v in M.klom_null(n).items()})
     return out

@@ -153,7 +153,7 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
                                       float(ev.relearn_lr), int(ev.relearn_max_steps), seed))
 
     refs = ReferenceModels(ctx, logger)
-    ulira = None
+    ulira, klom_arrays = None, {}
     if ev.shadows:
         out["eval/shadows"] = int(ev.shadows)
         pair = refs.shadows(int(ev.shadows), seed)
@@ -167,8 +167,8 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
         if fq is not None:
             out.update(eval_suite.fq_metrics(fq["u"], fq["r"], fq["acc_u"], fq["acc_r"]))
             klom = refs.klom_margins(int(ev.fq_runs), original) if ev.get("klom", True) else None
-            if klom is not None:
-                out.update(eval_suite.klom_metrics(klom, fq["margins_r"]))
+            if klom is not None:  # per-example KLOM goes to predictions.npz beside the logits
+                out.update(eval_suite.klom_metrics(klom, fq["margins_r"], per_example=klom_arrays))
 
     per_class = eval_suite.per_class(models, labels, ctx.data.num_classes)
     per_class.to_csv(run_dir / "per_class.csv", index=False)
@@ -179,6 +179,7 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
     roc.to_csv(run_dir / "roc.csv", index=False)
     logger.log_tables(per_class, roc)
     arrays = {f"retrain_logits_{k}": v for k, v in (logits_r or {}).items()}
+    arrays.update(klom_arrays)
     return out, arrays
 
 
