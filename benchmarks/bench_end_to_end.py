@@ -10,6 +10,7 @@ the shares of the stages, not the GPU target. ``--full-budget`` keeps the method
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +51,29 @@ def main() -> None:
     stages = {"original": 0.0, "retrain": 0.0, "unlearn (methods)": 0.0, "eval": 0.0, "other": 0.0}
     rows = []
     t_all = time.perf_counter()
+    # a time limit (SIGTERM) or Ctrl-C still leaves a row: the methods done so far, marked partial
+    signal.signal(signal.SIGTERM, _time_up)
+    signal.signal(signal.SIGINT, _time_up)
+    try:
+        _loop(methods, scale, epochs, device, work, extra, stages, rows)
+        done = len(methods)
+    except TimeUp:
+        done = len(rows)
+        print(f"  stopped after {done} of {len(methods)} methods", flush=True)
+    total = time.perf_counter() - t_all
+    _report(args, device, scale, epochs, cut, methods, done, stages, rows, total)
+
+
+class TimeUp(BaseException):
+    """Raised by the signal handler: a BaseException, so neither a method's error handling nor Lightning's
+    KeyboardInterrupt shutdown (which exits the process) swallows it."""
+
+
+def _time_up(*_):
+    raise TimeUp()
+
+
+def _loop(methods, scale, epochs, device, work, extra, stages, rows) -> None:
     for m in methods:
         cfg = common.pipeline_config(m, scale, str(work / "cache"), str(work / "runs"), device, epochs,
                                      extra.get(m, ()))
@@ -69,18 +93,21 @@ def main() -> None:
         stages["other"] += max(0.0, wall - orig - unl - ev)
         rows.append((m, wall, f"unlearn {unl:.2f} s, eval {ev:.2f} s, status {r.get('status')}"
                               + (f", original trained {orig:.2f} s" if orig else "")))
-    total = time.perf_counter() - t_all
+        print(f"  {m:16s} {wall:8.2f} s  {rows[-1][2]}", flush=True)  # as it happens: a killed run keeps it
 
+
+def _report(args, device, scale, epochs, cut, methods, done, stages, rows, total) -> None:
+    total = max(total, 1e-9)
     print(f"== ResNet-18, synthetic CIFAR-10 shape at scale {scale} ({device}), epochs "
-          f"{epochs or 'recipe'}, {len(methods)} methods, total {total:.1f} s")
-    for m, wall, what in rows:
-        print(f"  {m:16s} {wall:8.2f} s  {what}")
+          f"{epochs or 'recipe'}, {done} of {len(methods)} methods, total {total:.1f} s")
     print("  stage shares:")
     for k, v in stages.items():
         print(f"    {k:18s} {v:8.2f} s  {100 * v / total:5.1f}%")
     failed = [m for m, _, what in rows if what.startswith("error")]
     figures = {"total s": total, **{f"{k} %": 100 * v / total for k, v in stages.items()},
                "methods": len(methods), "failed": ",".join(failed) or "none"}
+    if done < len(methods):
+        figures["partial"] = f"stopped by the time limit after {done} of {len(methods)} methods"
     common.record(args, "bench_end_to_end", device, figures,
                   f"scale {scale}, epochs {epochs or 'recipe'}, method budgets {'cut to 1' if cut else 'as configured'}, "
                   "eval=fast, one seed")

@@ -163,7 +163,9 @@ def main() -> None:
         figures[f"{c['name']} typical/harness"] = ty / h
         figures[f"{c['name']} harness steps/s"] = steps / h
     subset = "; ".join(f"{c['name']} bs{c['batch']} x {c['n']} imgs x {c['epochs']} ep" for c in chosen)
-    common.record(args, "bench_epoch", device, figures, f"median of {repeats} (mlp: {3 * repeats}); {subset}")
+    prec = "bf16 autocast + channels_last" if cuda else "fp32"
+    common.record(args, "bench_epoch", device, figures, f"median of {repeats} (mlp: {3 * repeats}); {subset}; "
+                  f"harness and plain in {prec}, typical = PIL/DataLoader loop in fp32 (as peers' code)")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def main() -> None:
     figures = {f"{k} plain/harness": case(k, f, shape, max(8, int(sizes[k] * scale)), device, repeats)
                for k, (f, shape) in factories.items()}
     common.record(args, "bench_eval", device, figures,
-                  f"median of {repeats}; {'wall' if cuda else 'CPU'} time; images per model: "
+                  f"median of {repeats}; {'wall' if cuda else 'CPU'} time; "
+                  + ("both with the model in channels_last, so the ratio is input layout and batching only; "
+                     if cuda else "") + "images per model: "
                   + ", ".join(f"{k} {max(8, int(v * scale))}" for k, v in sizes.items()))
 
 

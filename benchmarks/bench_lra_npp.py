@@ -2,7 +2,8 @@
 
 LRA-NPP (Chang et al. 2024) is one relevance pass over N unseen images, a top-K count and a weight edit, so
 its cost should be a small multiple of a single forward+backward; a larger ratio points at per-sample
-loops or host round-trips. Models are untrained (timing does not depend on the weights' values).
+loops or host round-trips. Both run in fp32 on the same normalised images (LRA-NPP's relevance is computed
+in fp32 whatever the training precision). Models are untrained (timing does not depend on the weights' values).
 """
 
 from __future__ import annotations
@@ -41,13 +42,9 @@ def case(name: str, factory, shape, n: int, device: str, repeats: int, LRANPP) -
     data = UnlearnData(regime=Regime.ZERO_SHOT, method="lra_npp", num_classes=10, forget_classes=[0],
                        device=device, seed=0, recipe=None, _sets={"unseen": unseen}, progress=False)
 
-    def fwd_bwd():
-        xb = unseen.normalize(unseen.x)
-        if cl:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        xb.requires_grad_(True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            out = model(xb)
+    def fwd_bwd():  # as LRA-NPP computes relevance: fp32, on the normalised pool exactly as it reads it
+        xb = unseen.tensors()[0].requires_grad_(True)
+        out = model(xb)
         out.max(1).values.sum().backward()
         model.zero_grad(set_to_none=True)
 

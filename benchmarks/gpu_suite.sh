@@ -12,8 +12,16 @@
 #   --smoke         check the script itself anywhere (CPU too): every benchmark in --quick mode
 #
 # Every stage has its own time limit (GPU_SUITE_LIMIT_<STAGE> seconds); a stage that fails or runs over is
-# reported and the next one runs; the script then exits 1. The environment must already hold torch,
-# torchvision, lightning, pandas, scipy and scikit-learn.
+# reported and the next one runs; the script then exits 1. The end-to-end stage's limit is its target
+# (5 min) plus a margin: killed there, it still records the methods it finished, marked partial. With
+# --logs, the table is copied there after every stage, so a command cut short keeps the rows it made. The
+# environment must already hold torch, torchvision, lightning, pandas, scipy, scikit-learn, matplotlib,
+# pillow, filelock and pytest.
+#
+# On a lease of 15 minutes (start-up included) and 10 per command, two commands fit:
+#   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only tests,epoch,lra,eval   (limits: 450 s)
+#   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only e2e                    (limit: 330 s)
+# The cache stage (a CPU figure already answers it) is for a longer lease.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
@@ -45,9 +53,10 @@ cd "$root" || exit 2
 NEED_CUDA=$need_cuda "$py" - <<'PY' || exit 2
 import os, sys
 try:
-    import hydra, lightning, pandas, scipy, sklearn, torch, torchvision, zennit  # noqa: F401
+    import filelock, hydra, lightning, matplotlib, pandas, PIL, pytest, scipy, sklearn, torch, torchvision, zennit  # noqa: F401
 except ImportError as e:
     sys.exit(f"error: {e}; fix: install the missing package, or pass --wheels DIR (benchmarks/wheelhouse.sh)")
+print(sys.executable)
 if os.environ["NEED_CUDA"] == "1" and not torch.cuda.is_available():
     sys.exit("error: torch sees no CUDA device; fix: run this on a GPU machine (or --smoke to check the script)")
 name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
@@ -57,7 +66,7 @@ before=$(wc -l < "$results" 2>/dev/null || echo 0)
 
 declare -A script=([epoch]=bench_epoch.py [lra]=bench_lra_npp.py [eval]=bench_eval.py [cache]=bench_cache.py
                    [e2e]=bench_end_to_end.py)
-declare -A limit=([tests]=180 [epoch]=240 [lra]=90 [eval]=90 [cache]=150 [e2e]=480)
+declare -A limit=([tests]=120 [epoch]=210 [lra]=60 [eval]=60 [cache]=120 [e2e]=330)
 stage_cmd() {  # the stage's command as an array (paths with spaces stay whole)
   if [ "$1" = tests ]; then cmd=("$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py)
   else cmd=("$py" "benchmarks/${script[$1]}" --results "$results" ${quick:+"$quick"}); fi
@@ -76,6 +85,7 @@ for stage in ${only//,/ }; do
   took=$(( $(date +%s) - t0 ))
   case $rc in 0) s=ok ;; 124|137) s="over its ${secs} s limit"; failed=1 ;; *) s="failed (exit $rc)"; failed=1 ;; esac
   summary+=("$(printf '%-6s %-24s %5d s' "$stage" "$s" "$took")")
+  [ -n "$logs" ] && cp "$results" "$logs/RESULTS.md" 2>/dev/null  # what this command made so far survives a kill
 done
 echo; echo "== stages"; printf '  %s\n' "${summary[@]}"
 echo "== rows added to $results"; tail -n +"$((before + 1))" "$results" 2>/dev/null

@@ -239,3 +239,22 @@ def test_a_log_gets_a_few_bar_lines_not_one_per_epoch(monkeypatch, capsys):
     out = capsys.readouterr()
     draws = (out.out + out.err).count("Epoch ")
     assert 1 <= draws <= 3, draws  # the first draw and the final one; every epoch start and end redrew before
+
+
+def test_end_to_end_benchmark_stopped_by_its_time_limit_still_records_a_partial_row(tmp_path):
+    """The GPU suite's e2e stage is killed at its limit (SIGTERM from `timeout`): the methods finished so far
+    must still make a row, marked partial, instead of nothing."""
+    import signal
+    results = tmp_path / "R.md"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bench_end_to_end.py"), "--quick",
+                             "--methods", "none,lra_npp,finetune", "--results", str(results)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in proc.stdout:  # the first method's row, printed as soon as it finished
+        if line.lstrip().startswith("none "):
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, rest[-2000:]
+    rows = [r for r in results.read_text().splitlines() if "bench_end_to_end" in r]
+    assert len(rows) == 1 and "partial stopped by the time limit after" in rows[0] and "of 3 methods" in rows[0]

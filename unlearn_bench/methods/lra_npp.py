@@ -231,6 +231,8 @@ class LRANPP(Method):
         t1 = time.perf_counter()
         masks, per = self._masks(model, specs, ranked, h_first, data.forget_classes)
         edited = perturb(model, masks, self.op, self.noise_scale, data.seed)
+        if next(model.parameters()).is_cuda:  # the edit's kernels are asynchronous
+            torch.cuda.synchronize()
         edit_s = time.perf_counter() - t1
 
         self.extra_metrics = {"lra_npp/h": float(sum(per)), "lra_npp/k": float(self.k_for(specs[0].width)),
