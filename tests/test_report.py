@@ -56,3 +56,25 @@ def test_report_md_adds_a_reference_model_table_only_when_runs_have_full_eval_me
     assert set(rows) == {"retrain", "lra_npp"}  # no Original row: these metrics exist for unlearned models
     assert [float(c) for c in rows["lra_npp"].split("|")[-3:-1]] == [0.0, 11.5]
     assert [float(c) for c in rows["retrain"].split("|")[-3:-1]] == [0.2, 5.7]
+
+
+def test_report_md_draws_per_example_klom_when_runs_saved_it(tmp_path):
+    import numpy as np
+
+    from unlearn_bench.report import markdown_report
+    rows = []
+    for i, (m, centre) in enumerate((("retrain", 5.6), ("lra_npp", 10.5))):
+        d = tmp_path / "runs" / m
+        d.mkdir(parents=True)
+        rng = np.random.default_rng(i)
+        np.savez(d / "predictions.npz", klom_forget=rng.normal(centre, 1, 40), klom_retain=rng.normal(6, 1, 90))
+        rows.append(_row(m, run_dir=str(d), **{"klom/forget_mean": centre, "eval/klom_null_mean": 5.64,
+                                               "eval/fq_runs": 10, "acc/forget_train": 0.0,
+                                               "acc/retain_test": 0.9, "original/acc/forget_train": 1.0,
+                                               "original/acc/retain_test": 0.9}))
+    md = markdown_report(pd.DataFrame(rows), tmp_path / "out")
+    assert "![per-example KLOM, digits / mlp](klom-digits-mlp.png)" in md
+    assert (tmp_path / "out" / "klom-digits-mlp.png").stat().st_size > 5000
+    # without saved arrays (older runs, eval=fast) there is no such figure
+    plain = pd.DataFrame([{**r, "run_dir": str(tmp_path / "nowhere")} for r in rows])
+    assert "klom-" not in markdown_report(plain, tmp_path / "out2")

@@ -1,5 +1,6 @@
 """Figures rebuilt from run directories: forget-vs-retain Pareto plot (cost as marker size), line plots with
-error bands over seeds, and labelled heatmaps. Every figure states n in its labels or title."""
+error bands over seeds, labelled heatmaps and per-example KLOM distributions. Every figure states n in its
+labels or title."""
 
 from __future__ import annotations
 
@@ -114,4 +115,27 @@ def heatmap(matrix, rows, cols, path: str | Path, title: str = "", fmt: str = "{
                             color="white" if dark else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return _save(fig, path)
+
+
+def klom_boxes(per_method: dict[str, dict[str, np.ndarray]], null: float | None, path: str | Path,
+               title: str = "") -> Path:
+    """Per-example KLOM per method, one panel per part (forget / retain / test), as box plots over every
+    example of every run; the dashed line is what two samples of one distribution score at the runs' N."""
+    parts = [p for p in ("forget", "retain", "test") if any(p in d for d in per_method.values())]
+    fig, axes = plt.subplots(1, len(parts), figsize=(1.2 + 0.55 * len(per_method) * len(parts), 3.6),
+                             squeeze=False, sharey=True)
+    for ax, part in zip(axes[0], parts):
+        names = [m for m, d in per_method.items() if part in d]
+        vals = [per_method[m][part][~np.isnan(per_method[m][part])] for m in names]
+        ax.boxplot(vals, showfliers=False, widths=0.6)
+        ax.set_xticks(range(1, len(names) + 1), [f"{m} ({len(v)} ex.)" for m, v in zip(names, vals)],
+                      rotation=60, ha="right", fontsize=7)
+        if null is not None:
+            ax.axhline(null, color="k", ls="--", lw=0.8, label="one distribution vs itself")
+        ax.axhline(np.log(1 / 1e-5), color="tab:red", ls=":", lw=0.8, label="ceiling (no overlap)")
+        ax.set_title(f"KLOM on {part}", fontsize=9)
+    axes[0, 0].set_ylabel("KL(unlearned || retrained), per example")
+    axes[0, 0].legend(fontsize=7, frameon=False, loc="center right")
+    fig.suptitle(title or "per-example KLOM (lower = closer to retraining)", fontsize=9)
     return _save(fig, path)

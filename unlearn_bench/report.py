@@ -245,6 +245,8 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
         full = [c for c in FULL_COLUMNS if c in ok.columns and ok[c].notna().any()]
         if full:
             lines += _reference_model_table(g, ok, full, by)
+            if figures:
+                lines += _klom_figure(ok, out_dir / f"klom-{data}-{model}.png", f"{data} / {model}")
         if figures and not ok.empty:
             from unlearn_bench import figures as figs
             runs = pd.concat([_original_rows(ok, group_keys(ok)), ok], ignore_index=True)
@@ -280,6 +282,29 @@ def _reference_model_table(g: pd.DataFrame, ok: pd.DataFrame, columns: list[str]
     table = summarize(g, columns, by)
     table = table[table["method"] != "Original"]  # these metrics exist for unlearned models only
     return [note + ".", "", table.to_markdown(index=False), ""]
+
+
+def _klom_figure(ok: pd.DataFrame, path: Path, title: str) -> list[str]:
+    """Per-example KLOM of every run (predictions.npz) pooled per method, when the runs saved it."""
+    import numpy as np
+
+    from unlearn_bench import figures as figs
+    per: dict[str, dict[str, list]] = {}
+    for _, r in ok.iterrows():
+        f = Path(str(r.get("run_dir", ""))) / "predictions.npz"
+        if not f.is_file():
+            continue
+        with np.load(f) as z:
+            for part in ("forget", "retain", "test"):
+                if f"klom_{part}" in z.files:
+                    per.setdefault(str(r["method"]), {}).setdefault(part, []).append(z[f"klom_{part}"])
+    if not per:
+        return []
+    per = {m: {p: np.concatenate(v) for p, v in d.items()} for m, d in sorted(per.items(), key=lambda kv: _order(kv[0]))}
+    nulls = pd.to_numeric(ok.get("eval/klom_null_mean", pd.Series(dtype=float)), errors="coerce").dropna()
+    null = float(nulls.iloc[0]) if len(nulls) and nulls.nunique() == 1 else None
+    figs.klom_boxes(per, null, path, f"per-example KLOM, {title}")
+    return [f"![per-example KLOM, {title}]({path.name})", ""]
 
 
 def write_report(runs_dir, out: str | Path | None = None, figures: bool = True) -> str:
