@@ -246,3 +246,39 @@ def test_a_forget_class_without_test_images_runs_and_warns(tmp_path, digits, cac
         m = pipeline.run(cfg, tmp_path / "run")
     assert m["status"] == "ok" and np.isnan(m["acc/forget_test"]) and m["acc/retain_test"] > 0.5
     assert "no test image of forget class(es) [3]" in caplog.text
+
+
+def test_folder_stamp_follows_the_images_the_loader_reads(tmp_path, digits):
+    from unlearn_bench.data_files import source_stamp
+    x, y = digits[0][:30], digits[1][:30] % 3
+    real = tmp_path / "real"
+    _write_folder(real, x, y, split=False)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for c in sorted(real.iterdir()):
+        (linked / c.name).symlink_to(c, target_is_directory=True)  # class folders that are symlinks
+    cfg = {"_target_": "unlearn_bench.data_files.ImageFolder", "path": str(linked)}
+    before = source_stamp(cfg)
+    (linked / "class_0" / ".DS_Store").write_text("finder")  # not an image: ignored like the loader does
+    assert source_stamp(cfg) == before
+    f = next((real / "class_1").glob("*.png"))
+    Image.fromarray(255 - np.asarray(Image.open(f))).save(f)  # rewritten behind the symlink
+    assert source_stamp(cfg) != before
+    assert source_stamp({"_target_": "unlearn_bench.data.Digits", "path": str(linked)}) is None
+
+
+def test_32_bit_integer_tiffs_within_16_bits_are_scaled_and_beyond_are_refused(tmp_path, digits):
+    x, y = digits[0][:40], digits[1][:40] % 2
+    for i, (img, label) in enumerate(zip(x, y)):
+        (tmp_path / "ok" / f"c{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img.astype(np.int32) * 257, "I").save(tmp_path / "ok" / f"c{label}" / f"{i}.tif")
+    d = ImageFolder(path=str(tmp_path / "ok"), test_fraction=0.5).load(tmp_path / "cache")
+    assert d.train_x.shape[1] == 1 and int(d.train_x.max()) == int(x.max())
+    (tmp_path / "big" / "c0").mkdir(parents=True)
+    (tmp_path / "big" / "c1").mkdir(parents=True)
+    for c in (0, 1):
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 70000 + i, np.int32), "I").save(tmp_path / "big" / f"c{c}" / f"{i}.tif")
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(tmp_path / "big"), test_fraction=0.5).load(tmp_path / "cache")
+    _one_line(e, "32-bit integer pixels")

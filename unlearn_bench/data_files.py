@@ -59,11 +59,12 @@ def _labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
 
 
 def _listing_stamp(files) -> list:
-    """What identifies files without reading them: name, size, modification and change times, inode."""
+    """What identifies files without reading them: name, size, modification and change times (a copy that
+    keeps the modification time still gets a new change time)."""
     out = []
     for f in files:
         st = f.stat()
-        out.append((str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        out.append((str(f), st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return out
 
 
@@ -76,8 +77,11 @@ def source_stamp(data_cfg: dict) -> str | None:
     p = Path(os.path.expanduser(str(data_cfg["path"])))
     if not p.exists():
         return None
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    return hashlib.sha256(repr(_listing_stamp(files)).encode()).hexdigest()[:16]
+    try:  # the files the loader reads, found the way it finds them
+        files = [f for fs in ImageFolder.files(p).values() for _, f in fs] if p.is_dir() else [p]
+        return hashlib.sha256(repr(_listing_stamp(files)).encode()).hexdigest()[:16]
+    except (DataError, OSError):
+        return None  # loading reports the problem in one line
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -228,13 +232,26 @@ class ImageFolder(_FileSource):
             im.load()
         except (OSError, ValueError) as e:
             raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
-        if im.mode.startswith("I;16"):
-            a = np.asarray(im).astype(np.float64) * (255.0 / 65535.0)
-            return Image.fromarray(np.round(a).astype(np.uint8), "L")
-        if im.mode in ("I", "F"):
-            raise DataError(f"{f} holds {'32-bit integer' if im.mode == 'I' else 'floating-point'} pixels; fix: "
-                            f"save 8- or 16-bit images, or load the arrays yourself with data=arrays")
+        if im.mode.startswith("I"):  # 16-bit gray (Pillow says I;16 or, in some versions, I)
+            a = np.asarray(im).astype(np.float64)
+            if a.min() < 0 or a.max() > 65535:
+                raise DataError(f"{f} holds 32-bit integer pixels; fix: save 8- or 16-bit images, or pass the "
+                                f"arrays with data=arrays")
+            return Image.fromarray(np.round(a * (255.0 / 65535.0)).astype(np.uint8), "L")
+        if im.mode == "F":
+            raise DataError(f"{f} holds floating-point pixels; fix: save 8- or 16-bit images, or pass the arrays "
+                            f"with data=arrays")
         return im
+
+    @staticmethod
+    def _header_mode(f: Path) -> str:
+        """The image's mode from its header alone (the probe for channels=auto decodes nothing)."""
+        from PIL import Image
+        try:
+            with Image.open(f) as im:
+                return im.mode
+        except (OSError, ValueError) as e:
+            raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
 
     def _decode(self, files: list[Path], mode: str, what: str) -> np.ndarray:
         from PIL import Image
@@ -261,17 +278,17 @@ class ImageFolder(_FileSource):
         subdirs = {d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")}
         return subdirs == {"train", "test"} and any(d.is_dir() for d in (root / "train").iterdir())
 
-    def load(self, cache_dir=None) -> ImageData:
-        if self.size is not None and not (len(self.size) == 2 and all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.size)):
-            raise DataError(f"data.size={list(self.size)!r} is not [height, width]; fix: e.g. data.size=[32,32], "
-                            f"or null to keep the images' own size")
-        root = self.resolve(cache_dir)
-        if not root.is_dir():
-            raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class folders")
-        split = self._is_split(root)
-        parts = {"train": self._listing(root / "train"), "test": self._listing(root / "test")} if split \
-            else {"train": self._listing(root)}
+    @classmethod
+    def files(cls, root: Path) -> dict[str, list[tuple[int, Path]]]:
+        """Split -> (class index, image file) for every image the loader reads under ``root``."""
+        files, _ = cls._files(root)
+        return files
+
+    @classmethod
+    def _files(cls, root: Path):
+        split = cls._is_split(root)
+        parts = {"train": cls._listing(root / "train"), "test": cls._listing(root / "test")} if split \
+            else {"train": cls._listing(root)}
         classes = list(parts["train"])
         if split and not set(parts["test"]) <= set(classes):
             extra = sorted(set(parts["test"]) - set(classes))
@@ -284,6 +301,17 @@ class ImageFolder(_FileSource):
                 where = root / part if split else root
                 raise DataError(f"no images in class folders under {where}; fix: put images "
                                 f"({', '.join(IMAGE_EXTENSIONS[:4])}, ...) in one folder per class")
+        return files, classes
+
+    def load(self, cache_dir=None) -> ImageData:
+        if self.size is not None and not (len(self.size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.size)):
+            raise DataError(f"data.size={list(self.size)!r} is not [height, width]; fix: e.g. data.size=[32,32], "
+                            f"or null to keep the images' own size")
+        root = self.resolve(cache_dir)
+        if not root.is_dir():
+            raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class folders")
+        files, classes = self._files(root)
         every = [f for fs in files.values() for _, f in fs]
         mode = {"auto": None, "1": "L", "3": "RGB", 1: "L", 3: "RGB"}.get(self.channels, "bad")
         if mode == "bad":
@@ -295,8 +323,9 @@ class ImageFolder(_FileSource):
             with np.load(cached, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
         else:
-            if mode is None:  # grayscale only when every image is
-                mode = "L" if all(self._open(f).mode in ("1", "L", "LA") for f in every) else "RGB"
+            if mode is None:  # grayscale only when every image is (16-bit ones included)
+                gray = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N")
+                mode = "L" if all(self._header_mode(f) in gray for f in every) else "RGB"
             arrays = {}
             for s, fs in files.items():
                 arrays[f"x_{s}"] = self._decode([f for _, f in fs], mode, f"{s} images")
