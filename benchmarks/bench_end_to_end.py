@@ -70,6 +70,8 @@ class TimeUp(BaseException):
 
 
 def _time_up(*_):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not interrupt the report
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise TimeUp()
 
 
@@ -98,6 +100,8 @@ def _loop(methods, scale, epochs, device, work, extra, stages, rows) -> None:
 
 def _report(args, device, scale, epochs, cut, methods, done, stages, rows, total) -> None:
     total = max(total, 1e-9)
+    # the rest of the wall time, including a method cut short by the time limit, so the shares sum to 100%
+    stages["other"] = max(0.0, total - sum(v for k, v in stages.items() if k != "other"))
     print(f"== ResNet-18, synthetic CIFAR-10 shape at scale {scale} ({device}), epochs "
           f"{epochs or 'recipe'}, {done} of {len(methods)} methods, total {total:.1f} s")
     print("  stage shares:")

@@ -21,7 +21,9 @@
 # On a lease of 15 minutes (start-up included) and 10 per command, two commands fit:
 #   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only tests,epoch,lra,eval   (limits: 450 s)
 #   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only e2e                    (limit: 330 s)
-# The cache stage (a CPU figure already answers it) is for a longer lease.
+# Limits are ceilings: 780 s together (plus up to 30 s of kill grace per stage and the machine's start-up)
+# fit 15 minutes only because stages usually finish well inside them. The cache stage (a CPU figure already
+# answers it) is for a longer lease.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}

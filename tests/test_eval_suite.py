@@ -179,6 +179,35 @@ def test_klom_unlearns_an_ensemble_of_originals(digits_cfg):
     np.testing.assert_allclose(m["forget_train"][0], first, rtol=1e-5, atol=1e-5)  # run 0 is the run's own
 
 
+def test_klom_compares_the_retrain_method_through_independent_twins(digits_cfg):
+    from unlearn_bench.loggers import NoLogger
+    from unlearn_bench.reference_models import ReferenceModels
+    from unlearn_bench.validate import validate_config
+    ctx = validate_config(digits_cfg("method=retrain", "train.epochs=3", "forget.classes=[5]"))
+    ctx.to_device()
+    original, _, _ = ctx.original(NoLogger())
+    oracle, _ = ctx.retrain(NoLogger())
+    refs = ReferenceModels(ctx, NoLogger())
+    oracles = refs.fq_ensembles(3, original, oracle)["margins_r"]["forget_train"]
+    unlearned = refs.klom_margins(3, original)["forget_train"]
+    for u in unlearned:  # no unlearned-side model is one of the oracles it is scored against
+        assert not any(np.allclose(u, r, atol=1e-6) for r in oracles)
+
+
+def test_entropy_attack_non_members_are_the_whole_test_split():
+    rng = np.random.default_rng(4)
+    sizes = {"forget_train": 40, "retain_train": 300, "forget_test": 60, "retain_test": 100}
+    labels = {s: (np.zeros(n, int) if s.startswith("forget") else rng.integers(1, 4, n)) for s, n in sizes.items()}
+    logits = {s: rng.normal(size=(n, 4)) * (4.0 if s == "retain_train" else 1.0) for s, n in sizes.items()}
+    logits["forget_test"] = rng.normal(size=(60, 4)) * 0.05  # near-uniform: high entropy, unlike retain_test
+    out = eval_suite.population_mias(logits, labels, logits, seed=0)
+    whole = np.concatenate([logits["forget_test"], logits["retain_test"]])
+    assert out["mia/entropy_member_rate"] == M.entropy_member_rate(logits["retain_train"], whole,
+                                                                   logits["forget_train"], seed=0)
+    assert out["mia/entropy_member_rate"] != M.entropy_member_rate(logits["retain_train"], logits["retain_test"],
+                                                                   logits["forget_train"], seed=0)
+
+
 @pytest.mark.slow
 def test_full_eval_on_digits(tmp_path, cache_dir):
     from unlearn_bench.config import compose

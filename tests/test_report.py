@@ -78,3 +78,25 @@ def test_report_md_draws_per_example_klom_when_runs_saved_it(tmp_path):
     # without saved arrays (older runs, eval=fast) there is no such figure
     plain = pd.DataFrame([{**r, "run_dir": str(tmp_path / "nowhere")} for r in rows])
     assert "klom-" not in markdown_report(plain, tmp_path / "out2")
+
+
+def test_klom_figure_keeps_forget_sets_apart_and_survives_a_damaged_file(tmp_path, monkeypatch):
+    import numpy as np
+
+    from unlearn_bench import figures
+    from unlearn_bench.report import _klom_figure
+    rows = []
+    for forget in ("3", "5"):
+        d = tmp_path / forget
+        d.mkdir()
+        np.savez(d / "predictions.npz", klom_forget=np.full(4, float(forget)))
+        rows.append({**_row("lra_npp", run_dir=str(d)), "forget": forget})
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "predictions.npz").write_text("not a zip")
+    rows.append(_row("retrain", run_dir=str(bad)))
+    seen = {}
+    monkeypatch.setattr(figures, "klom_boxes", lambda per, null, path, title: seen.update(per))
+    assert _klom_figure(pd.DataFrame(rows), tmp_path / "k.png", "t")
+    assert {k: v["forget"].tolist() for k, v in seen.items()} == {"lra_npp forget=3": [3.0] * 4,
+                                                                  "lra_npp forget=5": [5.0] * 4}

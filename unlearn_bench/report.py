@@ -246,7 +246,7 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
         if full:
             lines += _reference_model_table(g, ok, full, by)
             if figures:
-                lines += _klom_figure(ok, out_dir / f"klom-{data}-{model}.png", f"{data} / {model}")
+                lines += _klom_figure(ok, out_dir / f"klom-{data}-{model}.png", f"{data} / {model}", by)
         if figures and not ok.empty:
             from unlearn_bench import figures as figs
             runs = pd.concat([_original_rows(ok, group_keys(ok)), ok], ignore_index=True)
@@ -284,25 +284,35 @@ def _reference_model_table(g: pd.DataFrame, ok: pd.DataFrame, columns: list[str]
     return [note + ".", "", table.to_markdown(index=False), ""]
 
 
-def _klom_figure(ok: pd.DataFrame, path: Path, title: str) -> list[str]:
-    """Per-example KLOM of every run (predictions.npz) pooled per method, when the runs saved it."""
+def _klom_figure(ok: pd.DataFrame, path: Path, title: str, by: list[str] | None = None) -> list[str]:
+    """Per-example KLOM of every run (predictions.npz), one box per row of the table beside it: method, and
+    forget set, setup and variant where the runs differ in them."""
+    import logging
+
     import numpy as np
 
     from unlearn_bench import figures as figs
-    per: dict[str, dict[str, list]] = {}
+    keys = [k for k in ["forget", "setup", *(by or [])] if k in ok.columns and ok[k].map(str).nunique() > 1]
+    per: dict[tuple, dict[str, list]] = {}
     for _, r in ok.iterrows():
         f = Path(str(r.get("run_dir", ""))) / "predictions.npz"
         if not f.is_file():
             continue
-        with np.load(f) as z:
-            for part in ("forget", "retain", "test"):
-                if f"klom_{part}" in z.files:
-                    per.setdefault(str(r["method"]), {}).setdefault(part, []).append(z[f"klom_{part}"])
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                arrays = {p: z[f"klom_{p}"] for p in ("forget", "retain", "test") if f"klom_{p}" in z.files}
+        except (OSError, ValueError) as e:  # a damaged file leaves its run out of the figure, not the report
+            logging.getLogger("unlearn_bench").warning("%s is unreadable (%s); left out of the KLOM figure", f, e)
+            continue
+        label = (str(r["method"]), *(f"{k.removeprefix('cfg/method.')}={r[k]}" for k in keys))
+        for part, a in arrays.items():
+            per.setdefault(label, {}).setdefault(part, []).append(a)
     if not per:
         return []
-    per = {m: {p: np.concatenate(v) for p, v in d.items()} for m, d in sorted(per.items(), key=lambda kv: _order(kv[0]))}
+    ordered = sorted(per.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1:]))
+    per = {" ".join(k): {p: np.concatenate(v) for p, v in d.items()} for k, d in ordered}
     nulls = pd.to_numeric(ok.get("eval/klom_null_mean", pd.Series(dtype=float)), errors="coerce").dropna()
-    null = float(nulls.iloc[0]) if len(nulls) and nulls.nunique() == 1 else None
+    null = float(nulls.iloc[0]) if len(nulls) and nulls.nunique() == 1 else None  # one N, one line
     figs.klom_boxes(per, null, path, f"per-example KLOM, {title}")
     return [f"![per-example KLOM, {title}]({path.name})", ""]
 
