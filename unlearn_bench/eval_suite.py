@@ -172,9 +172,7 @@ def klom_metrics(margins_u: dict, margins_r: dict, per_example: dict | None = No
         k = M.klom_per_example(u, r)
         if per_example is not None:
             per_example[f"klom_{part}"] = k
-        finite = k[~np.isnan(k)]
-        out[f"klom/{part}_mean"] = float(finite.mean()) if finite.size else float("nan")
-        out[f"klom/{part}_p95"] = float(np.percentile(finite, 95)) if finite.size else float("nan")
+        out.update({f"klom/{part}_{stat}": v for stat, v in M.klom_stats(k).items()})
     n = min(len(next(iter(margins_u.values()))), len(next(iter(margins_r.values()))))
     out.update({f"eval/klom_null_{stat}": v for stat, v in M.klom_null(n).items()})
     return out

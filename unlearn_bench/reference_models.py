@@ -99,6 +99,7 @@ class ReferenceModels:
         base = {**ctx._spec(), "forget_classes": s.forget_classes}
         subsets = {k: ctx.subsets[k] for k in KLOM_SPLITS}
         labels = {k: v.y.cpu().numpy() for k, v in subsets.items()}
+        retain = {k: subsets[k] for k in ("retain_train", "retain_test")}  # all the unlearned side needs
         runs = {"u": [], "r": []}
         margins_r = []
         for i in range(n):
@@ -111,7 +112,7 @@ class ReferenceModels:
                 init = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i
                 ret = self._train("fq_retrain", {**base, "fq_run": i}, np.asarray(s.retain_train), init, init)
             for side, model in (("u", unl), ("r", ret)):
-                lg = evaluation.collect(model, subsets, ctx.cfg.eval.batch_size)
+                lg = evaluation.collect(model, subsets if side == "r" else retain, ctx.cfg.eval.batch_size)
                 runs[side].append((self.phi(model),
                                    M.accuracy(lg["retain_train"], labels["retain_train"]),
                                    M.accuracy(lg["retain_test"], labels["retain_test"])))

@@ -20,7 +20,7 @@ from .forgetting_quality import (
     forgetting_quality,
 )
 from .info import METRIC_INFO, MetricInfo, metric_info_markdown
-from .klom import klom_null, klom_per_example, klom_summary
+from .klom import klom_null, klom_per_example, klom_stats, klom_summary
 from .mia import (
     entropy_member_rate,
     logit_scaled_confidence,
@@ -54,6 +54,7 @@ __all__ = [
     "js_divergence_per_sample",
     "klom_null",
     "klom_per_example",
+    "klom_stats",
     "klom_summary",
     "logit_scaled_confidence",
     "loss_cv_mia",

@@ -54,13 +54,18 @@ def klom_per_example(unlearned_margins, oracle_margins, bins: int = BINS, eps: f
     return np.where(bad, np.nan, terms.sum(axis=1))
 
 
-def klom_summary(unlearned_margins, oracle_margins, **kw) -> dict[str, float]:
-    """Mean and 95th percentile of the per-example KLOM (the authors plot percentiles over a split)."""
-    k = klom_per_example(unlearned_margins, oracle_margins, **kw)
+def klom_stats(per_example: np.ndarray) -> dict[str, float]:
+    """Mean and 95th percentile of per-example KLOM values, NaN examples left out (NaN when none is left)."""
+    k = np.asarray(per_example, np.float64)
     k = k[~np.isnan(k)]
     if k.size == 0:
         return {"mean": float("nan"), "p95": float("nan")}
     return {"mean": float(k.mean()), "p95": float(np.percentile(k, 95))}
+
+
+def klom_summary(unlearned_margins, oracle_margins, **kw) -> dict[str, float]:
+    """Mean and 95th percentile of the per-example KLOM (the authors plot percentiles over a split)."""
+    return klom_stats(klom_per_example(unlearned_margins, oracle_margins, **kw))
 
 
 def klom_null(n_models: int, examples: int = 2000, seed: int = 0) -> dict[str, float]:
