@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearn_bench.data import ImageData, _stratified
+from unlearn_bench.data import ImageData
 from unlearn_bench.errors import DataError, DataNotFoundError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -173,11 +173,7 @@ class _FileSource:
                                         self.split_seed, source)
         data = from_arrays(self.name, xtr, ytr, xte, yte, self.num_classes, self.mean, self.std, self.augment,
                            source)
-        fp = data.fingerprint
-        data.train_x, data.train_y = _stratified(data.train_x, data.train_y, self.train_limit, 0)
-        data.test_x, data.test_y = _stratified(data.test_x, data.test_y, self.test_limit, 0)
-        data.fingerprint = fp
-        return data
+        return data.limit(self.train_limit, self.test_limit)  # the fingerprint stays the whole data's
 
 
 class ArrayFile(_FileSource):
@@ -334,7 +330,7 @@ class ImageFolder(_FileSource):
             tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.tmp.npz")
             np.savez(tmp, **arrays)
             tmp.replace(cached)
-        num = self.num_classes if self.num_classes is not None else len(classes)
-        self.num_classes = num
+        if self.num_classes is None:  # an empty class folder is still a class: from_arrays then says so
+            self.num_classes = len(classes)
         return self._finish(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
                             source=f"data.path={self.path}")
