@@ -282,3 +282,12 @@ def test_32_bit_integer_tiffs_within_16_bits_are_scaled_and_beyond_are_refused(t
     with pytest.raises(DataError) as e:
         ImageFolder(path=str(tmp_path / "big"), test_fraction=0.5).load(tmp_path / "cache")
     _one_line(e, "32-bit integer pixels")
+
+
+def test_an_image_past_pillows_size_limit_is_one_line(tmp_path, digits, monkeypatch):
+    x, y = digits[0][:20], digits[1][:20] % 2
+    _write_folder(tmp_path / "f", x, y, split=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 8x8 = 64 pixels > 2 x 10: Pillow raises, not warns
+    with pytest.raises(DataError) as e:
+        ImageFolder(path=str(tmp_path / "f"), test_fraction=0.5).load(tmp_path / "cache")
+    _one_line(e, "more pixels than Pillow's safety limit", "MAX_IMAGE_PIXELS")

@@ -6,6 +6,7 @@ key of every model trained on them (``ImageData.fingerprint``), so replacing a f
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from unlearn_bench.data import ImageData
-from unlearn_bench.errors import DataError, DataNotFoundError
+from unlearn_bench.errors import DataError, DataNotFoundError, one_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -200,6 +201,19 @@ class ArrayFile(_FileSource):
         return self._finish(*arrays, source=f"data.path={self.path}")
 
 
+@contextlib.contextmanager
+def _readable(f: Path):
+    """Pillow's failures on one file as one line: unreadable, or larger than its decompression-bomb limit."""
+    from PIL import Image
+    try:
+        yield
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{f} has more pixels than Pillow's safety limit ({one_line(e, 120)}); fix: shrink the "
+                        f"image, or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from e
+    except (OSError, ValueError) as e:
+        raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
+
+
 class ImageFolder(_FileSource):
     """A folder with one sub-folder of images per class (class index = sorted folder names), either
     directly or in ``train/`` and ``test/`` sub-folders with the same class names. Images are decoded once
@@ -223,11 +237,9 @@ class ImageFolder(_FileSource):
     def _open(f: Path):
         """The image as Pillow reads it, 16-bit gray scaled to 8 bits (Pillow's own conversion clips)."""
         from PIL import Image
-        try:
+        with _readable(f):
             im = Image.open(f)
             im.load()
-        except (OSError, ValueError) as e:
-            raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
         if im.mode.startswith("I"):  # 16-bit gray (Pillow says I;16 or, in some versions, I)
             a = np.asarray(im).astype(np.float64)
             if a.min() < 0 or a.max() > 65535:
@@ -243,11 +255,8 @@ class ImageFolder(_FileSource):
     def _header_mode(f: Path) -> str:
         """The image's mode from its header alone (the probe for channels=auto decodes nothing)."""
         from PIL import Image
-        try:
-            with Image.open(f) as im:
-                return im.mode
-        except (OSError, ValueError) as e:
-            raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
+        with _readable(f), Image.open(f) as im:
+            return im.mode
 
     def _decode(self, files: list[Path], mode: str, what: str) -> np.ndarray:
         from PIL import Image
