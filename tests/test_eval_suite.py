@@ -189,7 +189,10 @@ def test_klom_compares_the_retrain_method_through_independent_twins(digits_cfg):
     oracle, _ = ctx.retrain(NoLogger())
     refs = ReferenceModels(ctx, NoLogger())
     oracles = refs.fq_ensembles(3, original, oracle)["margins_r"]["forget_train"]
+    kinds, train = [], refs._train
+    refs._train = lambda kind, *a: kinds.append(kind) or train(kind, *a)
     unlearned = refs.klom_margins(3, original)["forget_train"]
+    assert "klom_original" not in kinds  # retrain ignores the original: no extra originals are trained for it
     for u in unlearned:  # no unlearned-side model is one of the oracles it is scored against
         assert not any(np.allclose(u, r, atol=1e-6) for r in oracles)
 
