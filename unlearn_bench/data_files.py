@@ -156,15 +156,14 @@ class _FileSource:
         self.test_fraction, self.split_seed = test_fraction, split_seed
         self.train_limit, self.test_limit = train_limit, test_limit
 
+    example, what = "data.npz", ".npz file"  # how error messages name the expected path
+
     def resolve(self, cache_dir=None) -> Path:
-        kind = type(self).__name__
         if not self.path:
-            raise DataNotFoundError(f"data.path is not set; fix: data.path=/path/to/your/"
-                                    f"{'data.npz' if kind == 'ArrayFile' else 'folder'}")
+            raise DataNotFoundError(f"data.path is not set; fix: data.path=/path/to/your/{self.example}")
         p = Path(os.path.expanduser(str(self.path)))
         if not p.exists():
-            raise DataNotFoundError(f"data.path={self.path} does not exist; fix: point data.path at your "
-                                    f"{'.npz file' if kind == 'ArrayFile' else 'image folder'}")
+            raise DataNotFoundError(f"data.path={self.path} does not exist; fix: point data.path at your {self.what}")
         return p
 
     def _finish(self, xtr, ytr, xte, yte, source: str) -> ImageData:
@@ -218,6 +217,8 @@ class ImageFolder(_FileSource):
     """A folder with one sub-folder of images per class (class index = sorted folder names), either
     directly or in ``train/`` and ``test/`` sub-folders with the same class names. Images are decoded once
     with Pillow, resized to ``size`` when given, and cached as arrays under the cache directory."""
+
+    example, what = "folder", "image folder"
 
     def __init__(self, name: str = "folder", path: str | None = None, size=None, channels: str | int = "auto",
                  **kw):

@@ -220,7 +220,7 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
 def _is_terminal() -> bool:
     try:
         return sys.stdout.isatty()  # where Lightning's tqdm bar writes
-    except (AttributeError, ValueError):  # replaced or closed stderr
+    except (AttributeError, ValueError):  # replaced or closed stdout
         return False
 
 
