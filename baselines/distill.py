@@ -86,7 +86,10 @@ def shared_optimizer(opt: torch.optim.Optimizer) -> Callable:
 def importance(model: nn.Module, batches: Iterable, loss_fn: Callable[[nn.Module, tuple], torch.Tensor],
                transform: str = "square") -> dict[str, torch.Tensor]:
     """Per-parameter importance: the mean over batches of the batch gradient, squared (``square``: the
-    diagonal Fisher estimate of SSD, Foster et al. AAAI'24, eq. 1) or in absolute value (``abs``: LF-SSD)."""
+    diagonal Fisher estimate of SSD, Foster et al. AAAI'24, eq. 1) or in absolute value (``abs``: LF-SSD).
+    Every batch weighs the same, a short last one included, and the model is in eval mode, as in the SSD
+    authors' calc_importance (if-loops/selective-synaptic-dampening@cdfdc0e src/ssd.py:151-180); squaring
+    per batch makes the result depend on which samples share a batch, so the caller's loader order matters."""
     model.eval()
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     imp = {n: torch.zeros_like(p) for n, p in params.items()}

@@ -1,22 +1,25 @@
 """ℓ1-sparse unlearning (Jia et al. NeurIPS'23, "Model Sparsity Can Simplify Machine Unlearning", Eq. 3):
-fine-tune on D_r with CE + γ_t·‖θ‖₁, where γ_t decays linearly from γ to 0 over the epochs."""
+fine-tune on D_r with CE + γ_t·‖θ‖₁, where γ_t decays linearly over the epochs; run as
+OPTML-Group/Unlearn-Sparse@80ba55d unlearn/FT.py (``FT_l1``, via ``FT_prune``) runs it."""
 
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import TrainingMethod, check_positive
+from baselines.common import TrainingMethod, check_positive, resolve_augment
 from unlearn_bench.methods.base import Regime, UnlearnData
 
 
 class L1Sparse(TrainingMethod):
-    """γ_t = γ·(1 − t/T) for epoch t = 0..T−1 (the schedule of the paper's code); ‖θ‖₁ sums every
-    trainable parameter."""
+    """γ_t = γ·(1 − t/T) for epoch t = 0..T−1, constant within an epoch, so the last epoch still has γ/T
+    (FT.py:92-95 with ``--no-l1-epochs 0``); ‖θ‖₁ sums every parameter, biases and normalisation weights
+    included (FT.py:14-18); the CE is the batch mean (FT.py:103)."""
 
     regime = Regime.FULL
 
     def __init__(self, gamma: float = 5e-4, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, batch_size: int = 128) -> None:
+                 weight_decay: float = 5e-4, batch_size: int = 256, augment: str | bool = "auto") -> None:
         super().__init__()
+        self.augment = augment
         self.gamma, self.epochs, self.lr, self.momentum = gamma, epochs, lr, momentum
         self.weight_decay, self.batch_size = weight_decay, batch_size
 
@@ -24,7 +27,8 @@ class L1Sparse(TrainingMethod):
         check_positive(gamma=self.gamma, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        batches = data.retain.batches(self.batch_size, shuffle=True, seed=data.seed)
+        batches = data.retain.batches(self.batch_size, shuffle=True, seed=data.seed,
+                                      augment=resolve_augment(self.augment, data))
         steps_per_epoch = len(batches)
         calls = [0]  # fit calls the loss once per step: the step count gives the epoch
 

@@ -1,24 +1,30 @@
-"""Random labels (RL): train on D_f relabelled with random wrong classes together with D_r
-(Golatkar et al. CVPR'20; the RL setting of Fan et al. ICLR'24, SalUn)."""
+"""Random labels (RL): train on D_f relabelled with random classes together with D_r (Golatkar et al.
+CVPR'20; the RL baseline of Fan et al. ICLR'24, SalUn, run as OPTML-Group/Unlearn-Saliency@a6e89fd
+Classification/unlearn/RL.py runs it without a mask)."""
 
 from torch import nn
 
-from baselines.common import SGDMethod, relabelled_union
+from baselines.common import SGDMethod, random_label_batches, resolve_augment, resolve_relabel
 from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.training import cross_entropy
 
 
 class RandomLabel(SGDMethod):
-    """CE on D_r ∪ (D_f with a fixed random retain-class label per sample), shuffled together."""
+    """Mean CE over the ``relabel`` plumbing's batches (``baselines.common.random_label_batches``): by
+    default the authors' D_f pass with labels redrawn per batch from all classes, then a D_r pass."""
 
     regime = Regime.FULL
 
     def __init__(self, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
-                 batch_size: int = 128) -> None:
+                 batch_size: int = 256, relabel: str = "auto", augment: str | bool = "auto") -> None:
         super().__init__(epochs, lr, momentum, weight_decay, batch_size)
+        self.relabel, self.augment = relabel, augment
+
+    def validate(self, model, info) -> None:
+        super().validate(model, info)
+        resolve_relabel(self.relabel, int(info.get("num_classes", 10)))
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        union = relabelled_union(data.retain, data.forget, data.num_classes, data.forget_classes, data.seed)
-        batches = union.batches(self.batch_size, shuffle=True, seed=data.seed)
+        batches = random_label_batches(data, self.relabel, self.batch_size, resolve_augment(self.augment, data))
         self.train_sgd(model, batches, cross_entropy(), data)
         return model

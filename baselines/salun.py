@@ -1,28 +1,48 @@
 """SalUn (Fan et al. ICLR'24, "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency",
-Eq. 5-6): the saliency mask m = 1[|∇_θ CE(θ; D_f)| in the top ``mask_ratio``] selects the weights that
-matter for the forget set; random-label training then updates only those weights."""
+Eq. 5-6): the saliency mask m = 1[|∇_θ ℓ_f(θ; D_f)| in the top ``mask_ratio``] selects the weights that
+matter for the forget set; random-label training then updates only those weights. By default the mask and
+the update follow the authors' code (OPTML-Group/Unlearn-Saliency@a6e89fd, Classification/
+generate_mask.py and unlearn/RL.py); ``mask_reduction=sum`` with ``relabel=union_retain_once`` is the
+batch-independent variant (``conf/method/salun_retain_labels.yaml``)."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import SGDMethod, relabelled_union
+from baselines.common import SGDMethod, random_label_batches, resolve_augment, resolve_relabel
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.training import cross_entropy
 
+MASK_REDUCTIONS = ("batch_mean", "sum")
 
-def saliency_mask(model: nn.Module, forget: Subset, ratio: float, batch_size: int) -> dict[str, torch.Tensor]:
-    """Boolean mask per parameter: the global top ``ratio`` of |gradient of the summed CE over D_f|
-    (exactly round(ratio·N) entries; ties broken by ``topk``)."""
+
+def top_fraction(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Boolean mask of the ``int(ratio·N)`` largest scores (the authors' count, generate_mask.py:60). Ties
+    are broken by position, the earlier flat index (parameters in ``named_parameters`` order) winning: a
+    stable descending sort. The authors' ``torch.argsort`` (:63) leaves tie order to the backend, and many
+    weights tie (every weight with exactly zero forget gradient), so their mask is arbitrary there."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    keep[order[:int(ratio * scores.numel())]] = True
+    return keep
+
+
+def saliency_mask(model: nn.Module, forget: Subset, ratio: float, batch_size: int, reduction: str = "batch_mean",
+                  seed: int = 0, augment: bool = False) -> dict[str, torch.Tensor]:
+    """Boolean mask per parameter over the global top ``ratio`` of |g|, in eval mode. ``batch_mean`` (the
+    authors', generate_mask.py:30-48): g sums the gradients of each batch's MEAN cross-entropy over a
+    seeded shuffle of D_f, so a short last batch weighs more per sample. ``sum``: g is the gradient of the
+    summed cross-entropy over D_f, independent of batching."""
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     model.zero_grad(set_to_none=True)
-    model.eval()  # the mask describes the trained model, not dropout/batch-stat noise
-    for x, y in forget.batches(batch_size, shuffle=False):
-        F.cross_entropy(model(x), y, reduction="sum").backward()
-    flat = torch.cat([p.grad.abs().flatten() for p in params.values()])
-    keep = torch.zeros_like(flat, dtype=torch.bool)
-    keep[torch.topk(flat, round(ratio * flat.numel()), sorted=False).indices] = True
+    model.eval()  # generate_mask.py:25
+    shuffle = reduction == "batch_mean"
+    for x, y in forget.batches(batch_size, shuffle=shuffle, seed=seed, augment=augment):
+        F.cross_entropy(model(x), y, reduction="mean" if shuffle else "sum").backward()
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).abs().flatten()
+                      for p in params.values()])
+    keep = top_fraction(flat, ratio)
     model.zero_grad(set_to_none=True)
     masks, start = {}, 0
     for n, p in params.items():
@@ -33,23 +53,32 @@ def saliency_mask(model: nn.Module, forget: Subset, ratio: float, batch_size: in
 
 class SalUn(SGDMethod):
     """Weights outside the mask stay bit-identical: their gradients are zeroed by hooks and, since SGD
-    momentum and weight decay would still move them, they are copied back after every optimizer step."""
+    momentum and weight decay would still move them, they are copied back after every optimizer step (as
+    the authors' RL.py:17-34 does since a6e89fd)."""
 
     regime = Regime.FULL
 
     def __init__(self, mask_ratio: float = 0.5, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, batch_size: int = 128) -> None:
+                 weight_decay: float = 5e-4, batch_size: int = 256, mask_reduction: str = "batch_mean",
+                 relabel: str = "auto", augment: str | bool = "auto") -> None:
         super().__init__(epochs, lr, momentum, weight_decay, batch_size)
-        self.mask_ratio = mask_ratio
+        self.mask_ratio, self.mask_reduction = mask_ratio, mask_reduction
+        self.relabel, self.augment = relabel, augment
         self.masks: dict[str, torch.Tensor] = {}
 
     def validate(self, model, info) -> None:
         super().validate(model, info)
         if not 0 < self.mask_ratio <= 1:
             raise ConfigError(f"method.mask_ratio={self.mask_ratio} must be in (0, 1]; fix: e.g. 0.5")
+        if self.mask_reduction not in MASK_REDUCTIONS:
+            raise ConfigError(f"method.mask_reduction={self.mask_reduction!r} is not one of {MASK_REDUCTIONS}; "
+                              f"fix: batch_mean (the authors') or sum")
+        resolve_relabel(self.relabel, int(info.get("num_classes", 10)))
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        self.masks = saliency_mask(model, data.forget, self.mask_ratio, self.batch_size)
+        augment = resolve_augment(self.augment, data)
+        self.masks = saliency_mask(model, data.forget, self.mask_ratio, self.batch_size, self.mask_reduction,
+                                   data.seed, augment)
         params = dict(model.named_parameters())
         frozen = {n: params[n].detach().clone() for n in self.masks}
         hooks = [params[n].register_hook(lambda g, m=m: g * m) for n, m in self.masks.items()]
@@ -59,8 +88,7 @@ class SalUn(SGDMethod):
             for n, m in self.masks.items():
                 params[n].copy_(torch.where(m, params[n], frozen[n]))
 
-        union = relabelled_union(data.retain, data.forget, data.num_classes, data.forget_classes, data.seed)
-        batches = union.batches(self.batch_size, shuffle=True, seed=data.seed)
+        batches = random_label_batches(data, self.relabel, self.batch_size, augment)
         try:
             self.train_sgd(model, batches, cross_entropy(), data, after_step=restore)
         finally:

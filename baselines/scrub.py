@@ -1,10 +1,19 @@
 """SCRUB, Kurmanji, Triantafillou, Hayes & Triantafillou, "Towards Unbounded Machine Unlearning",
-NeurIPS'23.
+NeurIPS'23 (eq. 2-3; code: meghdadk/SCRUB@98ffb11).
 
-The original model is a frozen teacher; the student starts as a copy. Each epoch, for the first
-``max_steps`` epochs, a max-pass over D_f ascends KL(teacher || student) (eq. 2's forget term); then a
-min-pass over D_r descends γ·CE + α·KL (eq. 3). One SGD optimizer serves both passes, as in the authors'
-code, so momentum carries across them.
+The original model is a frozen teacher; the student starts as a copy. Each epoch e = 1..epochs first
+(while e <= max_steps) drains D_f once in a max-pass that ascends KL(teacher || student) at temperature T,
+then drains D_r once in a min-pass that descends γ·CE + α·KL (T² · batch-mean KL, as ``DistillKL``). One
+optimizer serves both passes, so momentum / Adam moments carry across them; the learning rate is
+multiplied by ``lr_decay_rate`` once for every entry of ``lr_milestones`` that the epoch number exceeds
+(the authors' ``adjust_learning_rate`` with ``lr_decay_epochs``). Both loaders are reshuffled every pass
+and keep their short last batch. The student trains in train mode, the teacher in eval mode.
+
+The authors run two recipes (their README): a large-scale one (CIFAR-10 / Lacuna-10, 50,000 training
+images; ``large_scale_unlearning.ipynb``) and a small-scale one (CIFAR-5 / Lacuna-5, 625 training images;
+``small_scale_unlearning.ipynb``). ``recipe: auto`` picks ``small`` when D_r + D_f holds fewer than
+``SMALL_SCALE_MAX_TRAIN`` images (about the geometric midpoint of the two), else ``large``; every
+hyperparameter left null comes from the chosen recipe, one set explicitly overrides it.
 """
 
 from __future__ import annotations
@@ -18,28 +27,94 @@ from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
 from unlearn_bench.training import fit
 
+SMALL_SCALE_MAX_TRAIN = 5000
+# meghdadk/SCRUB@98ffb11; line numbers are the .ipynb files' JSON lines
+RECIPES = {
+    "large": dict(  # large_scale_unlearning.ipynb
+        optimizer="sgd",            # :726 args.optim = 'sgd'
+        lr=5e-4,                    # :740 sgda_learning_rate
+        momentum=0.9,               # :744 sgda_momentum
+        weight_decay=5e-4,          # :743 sgda_weight_decay
+        epochs=3,                   # :739 sgda_epochs
+        max_steps=2,                # :731 msteps
+        temperature=4.0,            # :734 kd_T
+        ce_weight=0.99,             # :727 gamma
+        kl_weight=0.001,            # :728 alpha
+        retain_batch_size=256,      # :684 retain_loader (sgda_batch_size=128 at :737 is never used)
+        forget_batch_size=512,      # :678 forget_loader (del_batch_size=32 at :738 is never used)
+        lr_milestones=(3, 5, 9),  # :741 (no decay within 3 epochs: epoch > 3 never holds)
+        lr_decay_rate=0.1,          # :742
+    ),
+    "small": dict(  # small_scale_unlearning.ipynb
+        optimizer="adam",           # :414 args.optim = 'adam' (Adam ignores momentum)
+        lr=5e-4,                    # :426
+        momentum=0.9,               # :430 (unused by Adam)
+        weight_decay=0.1,           # :429 (Adam's L2 term, not AdamW)
+        epochs=10,                  # :425
+        max_steps=3,                # :419
+        temperature=2.0,            # :422
+        ce_weight=1.0,              # :415 gamma
+        kl_weight=0.5,              # :416 alpha
+        retain_batch_size=32,       # :352 retain_bs, used at :382
+        forget_batch_size=64,       # :353 forget_bs, used at :376
+        lr_milestones=(5, 8, 9),  # :427
+        lr_decay_rate=0.1,          # :428
+    ),
+}
+
+
+def lr_at(epoch: int, lr: float, decay_epochs, rate: float) -> float:
+    """The authors' step schedule (thirdparty/repdistiller/helper/util.py:22-30): epoch is 1-based."""
+    return lr * rate ** sum(epoch > d for d in decay_epochs)
+
 
 class SCRUB(Method):
-    """SCRUB (Kurmanji et al. NeurIPS'23): alternate max-steps on D_f and min-steps on D_r."""
+    """SCRUB (Kurmanji et al. NeurIPS'23): alternate max-passes on D_f and min-passes on D_r."""
 
     regime = Regime.FULL
 
-    def __init__(self, lr: float = 5e-4, momentum: float = 0.9, weight_decay: float = 5e-4, epochs: int = 3,
-                 max_steps: int = 2, temperature: float = 4.0, ce_weight: float = 0.99, kl_weight: float = 0.001,
-                 retain_batch_size: int = 128, forget_batch_size: int = 32):
+    def __init__(self, recipe: str = "auto", optimizer: str | None = None, lr: float | None = None,
+                 momentum: float | None = None, weight_decay: float | None = None, epochs: int | None = None,
+                 max_steps: int | None = None, temperature: float | None = None, ce_weight: float | None = None,
+                 kl_weight: float | None = None, retain_batch_size: int | None = None,
+                 forget_batch_size: int | None = None, lr_milestones: list | None = None,
+                 lr_decay_rate: float | None = None):
         super().__init__()
-        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
-        self.epochs, self.max_steps, self.temperature = int(epochs), int(max_steps), float(temperature)
-        self.ce_weight, self.kl_weight = float(ce_weight), float(kl_weight)
-        self.retain_batch_size, self.forget_batch_size = int(retain_batch_size), int(forget_batch_size)
+        self.recipe = str(recipe)
+        self.overrides = {k: v for k, v in dict(
+            optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
+            max_steps=max_steps, temperature=temperature, ce_weight=ce_weight, kl_weight=kl_weight,
+            retain_batch_size=retain_batch_size, forget_batch_size=forget_batch_size,
+            lr_milestones=lr_milestones, lr_decay_rate=lr_decay_rate).items() if v is not None}
+        self.settings: dict = {}
+
+    def resolve(self, train_size: int) -> dict:
+        """The recipe's values for a training set of ``train_size`` images, with explicit overrides."""
+        name = self.recipe if self.recipe != "auto" else \
+            ("small" if train_size < SMALL_SCALE_MAX_TRAIN else "large")
+        s = {**RECIPES[name], **self.overrides, "recipe": name}
+        s["lr_milestones"] = tuple(int(d) for d in s["lr_milestones"])
+        return s
 
     def validate(self, model, info) -> None:
-        if self.epochs < 1 or not 0 <= self.max_steps <= self.epochs or self.lr <= 0:
-            raise ConfigError(f"SCRUB needs epochs >= 1, 0 <= max_steps <= epochs and lr > 0 (got "
-                              f"{self.epochs}, {self.max_steps}, {self.lr}); fix: e.g. epochs=3 max_steps=2")
+        if self.recipe not in ("auto", *RECIPES):
+            raise ConfigError(f"method.recipe={self.recipe!r} is unknown; fix: method.recipe=auto (small below "
+                              f"{SMALL_SCALE_MAX_TRAIN} training images, else large), small or large")
+        if self.overrides.get("optimizer", "sgd") not in ("sgd", "adam"):
+            raise ConfigError(f"method.optimizer={self.overrides['optimizer']!r} is unknown; fix: sgd or adam")
+        e, m = self.overrides.get("epochs"), self.overrides.get("max_steps")
+        if e is not None and m is not None and m > e:
+            raise ConfigError(f"SCRUB needs max_steps <= epochs (got {m} > {e}); fix: e.g. epochs=3 max_steps=2")
+
+    def _optimizer(self, model: nn.Module, s: dict) -> torch.optim.Optimizer:
+        if s["optimizer"] == "adam":
+            return torch.optim.Adam(model.parameters(), lr=s["lr"], weight_decay=s["weight_decay"])
+        return torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=s["momentum"],
+                               weight_decay=s["weight_decay"])
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        teacher, T = frozen_copy(model), self.temperature
+        s = self.settings = self.resolve(len(data.retain) + len(data.forget))
+        teacher, T = frozen_copy(model), float(s["temperature"])
 
         def maximise(student, batch):
             x, _ = batch
@@ -52,19 +127,21 @@ class SCRUB(Method):
             with torch.no_grad():
                 t = teacher(x)
             out = student(x)
-            return self.ce_weight * F.cross_entropy(out, y) + self.kl_weight * kl_to_teacher(out, t, T)
+            return s["ce_weight"] * F.cross_entropy(out, y) + s["kl_weight"] * kl_to_teacher(out, t, T)
 
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum,
-                              weight_decay=self.weight_decay)
-        forget = data.forget.batches(self.forget_batch_size, shuffle=True, seed=data.seed)
-        retain = data.retain.batches(self.retain_batch_size, shuffle=True, seed=data.seed)
+        opt = self._optimizer(model, s)
+        forget = data.forget.batches(int(s["forget_batch_size"]), shuffle=True, seed=data.seed)
+        retain = data.retain.batches(int(s["retain_batch_size"]), shuffle=True, seed=data.seed)
         curve = {"max": [], "min": []}
-        for epoch in range(self.epochs):
-            if epoch < self.max_steps:
+        for epoch in range(1, int(s["epochs"]) + 1):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch, s["lr"], s["lr_milestones"], s["lr_decay_rate"])
+            if epoch <= int(s["max_steps"]):
                 curve["max"] += fit(model, forget, maximise, shared_optimizer(opt), data.device, epochs=1,
                                     logger=data.logger, progress=data.progress)
             curve["min"] += fit(model, retain, minimise, shared_optimizer(opt), data.device, epochs=1,
                                 logger=data.logger, progress=data.progress)
         self.extra_metrics["scrub/final_forget_kl"] = -curve["max"][-1] if curve["max"] else float("nan")
         self.extra_metrics["scrub/final_retain_loss"] = curve["min"][-1]
+        self.extra_metrics["scrub/small_recipe"] = float(s["recipe"] == "small")
         return model.eval()

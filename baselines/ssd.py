@@ -1,9 +1,21 @@
 """Selective Synaptic Dampening (SSD), Foster, Schoepf & Brintrup, AAAI'24.
 
 No training: parameters far more important to the forget set than to the whole training set are shrunk
-towards zero. Importance is the diagonal Fisher estimate (eq. 1): the squared gradient of the
-cross-entropy, averaged over batches, computed on D_f and on D = D_r ∪ D_f. Parameter i is dampened when
+towards zero. Importance is the diagonal Fisher estimate (eq. 1): the squared gradient of the batch-mean
+cross-entropy, summed over batches and divided by their number, computed in eval mode on D_f and on
+D = D_r ∪ D_f. Parameter i (every parameter, biases and norm layers included) is dampened when
 imp_f[i] > α·imp_D[i] (eq. 2), by the factor β = min(λ·imp_D[i] / imp_f[i], 1) (eq. 3).
+
+Because each batch's gradient is squared before it is summed, the importances depend on which images
+share a batch. ``order="authors"`` reads the sets as the authors' loaders do
+(if-loops/selective-synaptic-dampening@cdfdc0e, src/forget_full_class_main.py:152-157 and
+src/forget_full_class_strategies.py:24-63): unshuffled, each set grouped by class in ascending class
+order (dataset order within a class), D = D_r followed by D_f as one block, batches of 64 with the short
+last batch kept. ``order="shuffled"`` (the ``ssd_shuffled`` row) reshuffles each set with the run's seed,
+so most batches mix classes.
+
+``alpha="auto"`` is the authors' per-architecture rule (forget_full_class_main.py:161-177): α = 10, halved
+to 5 for a Vision Transformer; a model counts as one when it holds an ``nn.MultiheadAttention``.
 """
 
 from __future__ import annotations
@@ -14,7 +26,22 @@ from torch import nn
 
 from baselines.distill import importance, union
 from unlearn_bench.errors import ConfigError
-from unlearn_bench.methods.base import Method, Regime, UnlearnData
+from unlearn_bench.methods.base import Method, Regime, Subset, UnlearnData
+
+ORDERS = ("authors", "shuffled")
+
+
+def class_grouped(s: Subset) -> Subset:
+    """``s`` reordered as the authors build their sets: by class, ascending, dataset order kept within a
+    class (a stable sort on the label)."""
+    idx = torch.sort(s.y, stable=True).indices
+    return Subset(s.x[idx], s.y[idx], s.normalize, s.augment, s.channels_last)
+
+
+def auto_alpha(model: nn.Module) -> float:
+    """The authors' α: 10, times 0.5 for a Vision Transformer (forget_full_class_main.py:161-165, 177)."""
+    is_transformer = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
+    return 5.0 if is_transformer else 10.0
 
 
 @torch.no_grad()
@@ -43,28 +70,44 @@ class SSD(Method):
     regime = Regime.FULL
     transform = "square"  # diagonal Fisher
 
-    def __init__(self, alpha: float = 10.0, lam: float = 1.0, batch_size: int = 128):
+    def __init__(self, alpha: float | str = "auto", lam: float = 1.0, batch_size: int = 64,
+                 order: str = "authors"):
         super().__init__()
-        self.alpha, self.lam, self.batch_size = float(alpha), float(lam), int(batch_size)
+        self.alpha = alpha if alpha == "auto" else float(alpha)
+        self.lam, self.batch_size, self.order = float(lam), int(batch_size), order
 
     def validate(self, model, info) -> None:
-        if self.alpha <= 0 or self.lam <= 0:
-            raise ConfigError(f"SSD needs alpha > 0 and lam > 0 (got {self.alpha}, {self.lam}); "
-                              f"fix: use the paper's alpha=10, lam=1")
+        if (self.alpha != "auto" and self.alpha <= 0) or self.lam <= 0:
+            raise ConfigError(f"SSD needs alpha > 0 (or auto) and lam > 0 (got {self.alpha}, {self.lam}); "
+                              f"fix: use the paper's alpha=auto (10; 5 for a ViT), lam=1")
+        if self.order not in ORDERS:
+            raise ConfigError(f"SSD order={self.order!r} is not one of {ORDERS}; fix: choose one of them")
+
+    def resolved_alpha(self, model: nn.Module) -> float:
+        return auto_alpha(model) if self.alpha == "auto" else self.alpha
 
     def loss(self, model, batch):
         return ce_loss(model, batch)
 
-    def reference_set(self, data: UnlearnData):
-        """The set the forget importance is compared against: the full training data D_r ∪ D_f."""
-        return union(data.retain, data.forget)
+    def loaders(self, data: UnlearnData):
+        """Batches over D_f and over the full training data D = D_r ∪ D_f, in the configured order."""
+        if self.order == "authors":
+            forget = class_grouped(data.forget)
+            full = union(class_grouped(data.retain), forget)
+            return forget.batches(self.batch_size, shuffle=False), full.batches(self.batch_size, shuffle=False)
+        full = union(data.retain, data.forget)
+        return (data.forget.batches(self.batch_size, shuffle=True, seed=data.seed),
+                full.batches(self.batch_size, shuffle=True, seed=data.seed))
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        forget = data.forget.batches(self.batch_size, shuffle=True, seed=data.seed)
-        full = self.reference_set(data).batches(self.batch_size, shuffle=True, seed=data.seed)
+        forget, full = self.loaders(data)
         imp_f = importance(model, forget, self.loss, self.transform)
         imp_d = importance(model, full, self.loss, self.transform)
-        selected = dampen(model, imp_f, imp_d, self.alpha, self.lam)
+        alpha = self.resolved_alpha(model)
+        selected = dampen(model, imp_f, imp_d, alpha, self.lam)
         n = {k: p.numel() for k, p in model.named_parameters() if k in selected}
-        self.extra_metrics["ssd/selected_frac"] = sum(selected[k] * n[k] for k in n) / max(sum(n.values()), 1)
+        count = sum(selected[k] * n[k] for k in n)
+        self.extra_metrics["ssd/selected"] = float(round(count))
+        self.extra_metrics["ssd/selected_frac"] = count / max(sum(n.values()), 1)
+        self.extra_metrics["ssd/alpha"] = alpha
         return model.eval()

@@ -128,17 +128,21 @@ def test_l1_penalty_shrinks_the_weights(digits):
 def test_grad_ascent_raises_the_forget_loss(digits):
     model, sets = digits
     data = make_data(sets, Regime.FORGET_ONLY)
-    out = GradAscent(epochs=3, lr=1e-3).unlearn(copy.deepcopy(model), data)
+    # batch 32, no weight decay (grad_ascent_small_batch): enough steps on this small D_f to move it
+    out = GradAscent(epochs=3, lr=1e-3, batch_size=32, weight_decay=0.0, augment=False).unlearn(
+        copy.deepcopy(model), data)
     assert ce(out, sets["forget"]) > ce(model, sets["forget"]) + 0.05
 
 
 def test_neggrad_plus_with_alpha_one_is_finetuning_and_below_one_ascends(digits):
     model, sets = digits
-    ft = Finetune(epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
-    ng1 = NegGradPlus(alpha=1.0, epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
+    # the same optimiser and batches on both sides (the methods' own defaults differ)
+    opt = dict(epochs=2, batch_size=128, momentum=0.9, weight_decay=5e-4)
+    ft = Finetune(**opt, augment=False).unlearn(copy.deepcopy(model), make_data(sets))
+    ng1 = NegGradPlus(alpha=1.0, **opt).unlearn(copy.deepcopy(model), make_data(sets))
     for k, v in params(ft).items():
         torch.testing.assert_close(params(ng1)[k], v)
-    ng = NegGradPlus(alpha=0.9, epochs=2).unlearn(copy.deepcopy(model), make_data(sets))
+    ng = NegGradPlus(alpha=0.9, **opt).unlearn(copy.deepcopy(model), make_data(sets))
     assert ce(ng, sets["forget"]) > ce(ft, sets["forget"]) + 0.5
 
 
@@ -179,7 +183,9 @@ def accuracy(model, subset):
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-@pytest.mark.parametrize("method, regime", [(BoundaryShrink(epochs=3, lr=1e-3), Regime.FORGET_ONLY),
+# boundary_shrink_exclude_true's targets (never the true class), batch 32: enough steps on digits' small D_f
+@pytest.mark.parametrize("method, regime", [(BoundaryShrink(epochs=3, lr=1e-3, batch_size=32, exclude_true=True),
+                                             Regime.FORGET_ONLY),
                                             (RandomLabel(epochs=5), Regime.FULL)], ids=["boundary_shrink",
                                                                                          "random_label"])
 def test_relabelling_methods_lower_forget_accuracy(digits, method, regime, tmp_path):
