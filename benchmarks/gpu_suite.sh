@@ -8,7 +8,7 @@
 #   --wheels DIR    install wheels from DIR first, offline, into a private folder (see benchmarks/wheelhouse.sh)
 #   --results FILE  the table rows are appended to (default benchmarks/RESULTS.md; with --smoke a scratch file)
 #   --logs DIR      also write each stage's full output and a copy of the table there
-#   --only STAGES   comma-separated subset of: tests,epoch,lra,eval,cache,e2e (default: all, in that order)
+#   --only STAGES   comma-separated subset of: tests,epoch,lra,eval,cache,e2e,paper (default: all, in that order)
 #   --smoke         check the script itself anywhere (CPU too): every benchmark in --quick mode
 #
 # Every stage has its own time limit (GPU_SUITE_LIMIT_<STAGE> seconds); a stage that fails or runs over is
@@ -23,11 +23,16 @@
 #   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only e2e                    (limit: 330 s)
 # Limits are ceilings: 780 s together (plus up to 30 s of kill grace per stage and the machine's start-up)
 # fit 15 minutes only because stages usually finish well inside them. The cache stage (a CPU figure already
-# answers it) is for a longer lease.
+# answers it) is for a longer lease. The paper stage (the LRA-NPP authors' CIFAR-10 row, experiment
+# paper_tables_cifar10 at one seed, their unseen-from-test protocol and their 10 epochs) needs CIFAR-10 on the
+# machine (the cache's data folder, or GPU_SUITE_CIFAR_ROOT=DIR holding torchvision's cifar-10-batches-py)
+# and is skipped without it; it takes a lease of its own (limit 540 s, not yet measured on a GPU):
+#   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only paper
+# Its runs, table and README_results.md go to <logs or benchmarks>/paper_tables_cifar10/.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=${PYTHON:-python3}
-wheels="" results="" logs="" only="tests,epoch,lra,eval,cache,e2e" quick="" need_cuda=1
+wheels="" results="" logs="" only="tests,epoch,lra,eval,cache,e2e,paper" quick="" need_cuda=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheels|--results|--logs|--only)
@@ -68,15 +73,25 @@ before=$(wc -l < "$results" 2>/dev/null || echo 0)
 
 declare -A script=([epoch]=bench_epoch.py [lra]=bench_lra_npp.py [eval]=bench_eval.py [cache]=bench_cache.py
                    [e2e]=bench_end_to_end.py)
-declare -A limit=([tests]=120 [epoch]=210 [lra]=60 [eval]=60 [cache]=120 [e2e]=330)
+declare -A limit=([tests]=120 [epoch]=210 [lra]=60 [eval]=60 [cache]=120 [e2e]=330 [paper]=540)
+# the paper stage: $1 python, $2 output folder, $3 --quick or empty (a CPU smoke check: an MLP, 1 epoch)
+paper_row='py=$1 out=$2
+"$py" -m unlearn_bench.datacheck cifar10 --offline ${GPU_SUITE_CIFAR_ROOT:+--root "$GPU_SUITE_CIFAR_ROOT"} 2>&1 ||
+  { echo "paper: skipped, CIFAR-10 is not on this machine (fix: GPU_SUITE_CIFAR_ROOT=DIR)"; exit 0; }
+small=(); [ -n "$3" ] && small=(model=mlp train.epochs=1 data.train_limit=2000 data.test_limit=1000 forget.unseen.per_class=40)
+"$py" -m unlearn_bench.cli -m experiment=paper_tables_cifar10 seed=42 forget.unseen.source=test \
+  method=none,retrain,lra_npp train.epochs=10 data.download=false progress=false runs_dir="$out/runs" \
+  ${GPU_SUITE_CIFAR_ROOT:+data.root="$GPU_SUITE_CIFAR_ROOT"} "${small[@]}" &&
+  "$py" experiments/paper_tables_cifar10/analyze.py "$out/runs/paper_tables_cifar10" --out "$out"'
 stage_cmd() {  # the stage's command as an array (paths with spaces stay whole)
   if [ "$1" = tests ]; then cmd=("$py" -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py)
+  elif [ "$1" = paper ]; then cmd=(bash -c "$paper_row" paper "$py" "${logs:-$root/benchmarks}/paper_tables_cifar10" "$quick")
   else cmd=("$py" "benchmarks/${script[$1]}" --results "$results" ${quick:+"$quick"}); fi
 }
 summary=() failed=0
 for stage in ${only//,/ }; do
   if [ -z "${limit[$stage]:-}" ]; then
-    echo "error: unknown stage $stage; fix: pick from tests,epoch,lra,eval,cache,e2e" >&2; exit 2; fi
+    echo "error: unknown stage $stage; fix: pick from tests,epoch,lra,eval,cache,e2e,paper" >&2; exit 2; fi
   var="GPU_SUITE_LIMIT_${stage^^}"; secs=${!var:-${limit[$stage]}}
   stage_cmd "$stage"
   echo "== $stage (limit ${secs} s): ${cmd[*]}"

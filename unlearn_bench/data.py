@@ -3,20 +3,20 @@
 Images are held as uint8 (N, C, H, W) tensors; batches are drawn by indexing tensors that live on the
 training device (see ``batches.py``), so no per-sample Python transform runs in the hot path.
 Sources are tried in order: ``root`` (if given), system dataset directories (Debian/Ubuntu packages such
-as ``dataset-fashion-mnist``), the cache's data folder, then torchvision's downloader.
+as ``dataset-fashion-mnist``), the cache's data folder, then torchvision's downloader; every copy is read
+from its published file format by ``data_formats.py``.
 """
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from unlearn_bench.errors import DataNotFoundError
+from unlearn_bench import data_formats as read_formats
+from unlearn_bench.errors import DataError, DataNotFoundError
 
 
 @dataclass
@@ -81,17 +81,9 @@ class Digits:
                          10, self.mean, self.std).limit(self.train_limit, self.test_limit)
 
 
-# torchvision class -> (file names that prove a folder holds it, folder torchvision expects)
-_RAW_FILES = {
-    "FashionMNIST": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-    "MNIST": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
-}
-
-
 class TorchvisionImages:
-    """A torchvision dataset (MNIST, FashionMNIST, CIFAR10, CIFAR100, SVHN) converted to tensors once."""
+    """A torchvision dataset (MNIST, FashionMNIST, CIFAR10, CIFAR100, SVHN) read from its published file
+    format (``data_formats.py``) and converted to tensors once; torchvision is used only to download."""
 
     def __init__(self, name: str, dataset: str, num_classes: int, mean, std, root: str | None = None,
                  system_dirs: list[str] | tuple[str, ...] = (), download: bool = True, augment: str = "none",
@@ -102,62 +94,34 @@ class TorchvisionImages:
         self.root, self.system_dirs, self.download = root, list(system_dirs), download
         self.install_hint, self.train_limit, self.test_limit = install_hint, train_limit, test_limit
 
-    # -- source resolution -------------------------------------------------------------------------
-    def _stage_system_copy(self, system_dir: Path, target_root: Path) -> bool:
-        """Copy (gunzipping) IDX files from a system directory into ``<root>/<Dataset>/raw``."""
-        files = _RAW_FILES.get(self.dataset)
-        if not files or not system_dir.is_dir():
-            return False
-        raw = target_root / self.dataset / "raw"
-        found = {}
-        for f in files:
-            for cand in (system_dir / f, system_dir / f"{f}.gz"):
-                if cand.exists():
-                    found[f] = cand
-                    break
-        if len(found) != len(files):
-            return False
-        raw.mkdir(parents=True, exist_ok=True)
-        for f, src in found.items():
-            dst = raw / f
-            if dst.exists():
-                continue
-            tmp = dst.with_suffix(".tmp")
-            opener = gzip.open if src.suffix == ".gz" else open
-            with opener(src, "rb") as fin, open(tmp, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
-            tmp.replace(dst)
-        return True
-
-    def _open(self, root: Path, download: bool):
+    def _download(self, root: Path) -> None:
         import torchvision.datasets as tvd
 
         cls = getattr(tvd, self.dataset)
-        if self.dataset == "SVHN":
-            return (cls(str(root), split="train", download=download),
-                    cls(str(root), split="test", download=download))
-        return cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
+        splits = [{"split": "train"}, {"split": "test"}] if self.dataset == "SVHN" else [{"train": True}, {"train": False}]
+        for kw in splits:  # torchvision checks each file's md5 as it downloads; the arrays are read afterwards
+            cls(str(root), download=True, **kw)
 
-    def resolve(self, cache_dir: str | Path | None):
-        """Return torchvision (train, test) datasets from the first source that works."""
+    def resolve(self, cache_dir: str | Path | None) -> read_formats.Arrays:
+        """(train x, train y, test x, test y) arrays from the first source holding the dataset: ``root``, the
+        system directories, the cache's data folder, then a download into that folder."""
         data_cache = Path(cache_dir or Path.home() / ".cache" / "unlearn-bench").expanduser() / "data"
-        candidates: list[Path] = []
-        if self.root:
-            candidates.append(Path(self.root).expanduser())
-        for d in self.system_dirs:
-            if self._stage_system_copy(Path(d), data_cache):
-                candidates.append(data_cache)
-        candidates.append(data_cache)
+        candidates = [Path(self.root).expanduser()] if self.root else []
+        candidates += [Path(d) for d in self.system_dirs] + [data_cache]
         for root in candidates:
-            try:
-                return self._open(root, download=False)
-            except (RuntimeError, FileNotFoundError, OSError):
-                continue
+            arrays = read_formats.read_dataset(self.dataset, root)
+            if arrays is not None:
+                return arrays
         if self.download:
             try:
-                return self._open(data_cache, download=True)
+                self._download(data_cache)
             except Exception as e:  # network errors come in many types
                 reason = f"download failed ({type(e).__name__})"
+            else:
+                arrays = read_formats.read_dataset(self.dataset, data_cache)
+                if arrays is not None:
+                    return arrays
+                reason = "the download left no readable copy"
         else:
             reason = "download disabled"
         tried = ", ".join(str(c) for c in dict.fromkeys(candidates))
@@ -168,22 +132,11 @@ class TorchvisionImages:
         )
 
     def load(self, cache_dir: str | Path | None = None) -> ImageData:
-        train, test = self.resolve(cache_dir)
-        (xtr, ytr), (xte, yte) = _to_tensors(train), _to_tensors(test)
-        return ImageData(self.name, xtr, ytr, xte, yte, self.num_classes, self.mean, self.std,
-                         self.augment).limit(self.train_limit, self.test_limit)
-
-
-def _to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
-    """torchvision datasets keep their arrays in different layouts; bring them to uint8 NCHW + int64."""
-    x = ds.data
-    x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
-    if x.ndim == 3:  # (N, H, W): MNIST family
-        x = x[:, None]
-    elif x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):  # (N, H, W, C): CIFAR
-        x = x.permute(0, 3, 1, 2)
-    labels = getattr(ds, "targets", None)
-    if labels is None:
-        labels = ds.labels  # SVHN
-    y = torch.as_tensor(np.asarray(labels)).long()
-    return x.contiguous().to(torch.uint8), y
+        xtr, ytr, xte, yte = self.resolve(cache_dir)
+        for split, y in (("training", ytr), ("test", yte)):
+            if len(y) and not 0 <= int(y.min()) <= int(y.max()) < self.num_classes:
+                raise DataError(f"{self.name}'s {split} labels span {int(y.min())}..{int(y.max())}, outside "
+                                f"0..{self.num_classes - 1}; fix: set data.num_classes to the dataset's class count")
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        return ImageData(self.name, t(xtr), t(ytr).long(), t(xte), t(yte).long(), self.num_classes, self.mean,
+                         self.std, self.augment).limit(self.train_limit, self.test_limit)

@@ -1,8 +1,12 @@
-"""The LRA-NPP paper's MNIST table (Chang et al. 2024, arXiv 2410.23693): At, Ag, Fr, Fs, Time, G as
-mean ± std over seeds, one table per unseen-data protocol, paired tests against Retrain and the authors'
-published re-run beside ours. Usage: python experiments/paper_tables/analyze.py [RUNS_DIR] [--out DIR]"""
+"""The LRA-NPP paper's tables (Chang et al. 2024, arXiv 2410.23693), one per data set (MNIST, CIFAR-10,
+CIFAR-100) and unseen-data protocol: At, Ag, Fr, Fs, Time, G as mean ± std over seeds in the authors' layout,
+their published re-run (summary.csv in their repository) beside ours, and paired tests against Retrain.
+Usage: python experiments/paper_tables/analyze.py [RUNS_DIR ...] [--out DIR]; without RUNS_DIR it reads
+runs/paper_tables, runs/paper_tables_cifar10 and runs/paper_tables_cifar100 (those that exist)."""
 
+import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -10,36 +14,96 @@ from unlearn_bench import figures, stats
 from unlearn_bench.report import (
     PAPER_COLUMNS,
     _original_rows,
-    experiment_cli,
     group_keys,
+    load_or_exit,
     summarize,
     write_table,
 )
 
-# lra_npp.md: the authors' published MNIST re-run, mean over 5 seeds
-AUTHORS = "| method | At | Ag | Fr | Time (s) |\n|---|---|---|---|---|\n" \
-          "| lra_npp (authors) | 0.016 | 0.984 | 0.985 | 0.9 |\n| retrain (authors) | 0 | 0.987 | 1.000 | 28.7 |\n"
+EXPERIMENTS = ("paper_tables", "paper_tables_cifar10", "paper_tables_cifar100")
 SOURCE = "cfg/forget.unseen.source"
+REPO = "ChangWenhan/LRA-NPP-Unlearning@1815094"  # summary.csv files added in 1a00959, unchanged since
+OURS = {"LRA-NPP": "lra_npp", "Noise-GN": "lra_npp_gn", "Noise-LN": "lra_npp_ln", "Retrain": "retrain"}
+# data label -> (their output folder, forget class, {their method: (At, Ag, Fr, Fs, Time s, G GiB) as
+# (mean, std) pairs over their 5 runs}); G is their peak allocated GPU memory in GiB
+AUTHORS = {
+    "mnist": ("mnist/mnist_20260309_235631", 1, {
+        "LRA-NPP": (0.0155, 0.0082, 0.9840, 0.0004, 0.9846, 0.0038, 0.0264, 0.0141, 0.87, 0.17, 0.160, 0.000),
+        "Noise-GN": (0.7930, 0.3538, 0.5438, 0.2349, 0.2027, 0.3552, 0.0086, 0.0115, 0.79, 0.05, 0.136, 0.000),
+        "Noise-LN": (0.7517, 0.3258, 0.3385, 0.1071, 0.2443, 0.3219, 0.0097, 0.0090, 0.84, 0.04, 0.136, 0.000),
+        "Retrain": (0.0000, 0.0000, 0.9874, 0.0009, 1.0000, 0.0000, 0.0153, 0.0105, 28.65, 1.83, 0.175, 0.011)}),
+    "cifar10": ("cifar10/cifar10_20260310_171651", 9, {
+        "LRA-NPP": (0.0526, 0.0451, 0.9762, 0.0031, 0.9703, 0.0355, 0.0340, 0.0081, 7.45, 1.24, 0.673, 0.002),
+        "Noise-GN": (0.9414, 0.1299, 0.7911, 0.0419, 0.0597, 0.1285, 0.0180, 0.0068, 7.54, 1.26, 0.672, 0.001),
+        "Noise-LN": (0.6541, 0.4471, 0.6682, 0.1172, 0.3981, 0.4775, 0.0126, 0.0043, 8.14, 1.11, 0.672, 0.002),
+        "Retrain": (0.0000, 0.0000, 0.9776, 0.0020, 0.9989, 0.0019, 0.0185, 0.0031, 199.71, 28.38, 3.118, 0.080)}),
+    "cifar100": ("cifar100/cifar100_20260310_131801", 0, {
+        "LRA-NPP": (0.0000, 0.0000, 0.9686, 0.0010, 1.0000, 0.0000, 0.0540, 0.0238, 8.86, 1.69, 0.680, 0.002),
+        "Noise-GN": (0.0000, 0.0000, 0.0900, 0.0098, 1.0000, 0.0000, 0.0650, 0.0359, 9.85, 1.34, 0.678, 0.002),
+        "Noise-LN": (0.0132, 0.0295, 0.0503, 0.0070, 0.9800, 0.0447, 0.0960, 0.0513, 17.33, 3.68, 0.679, 0.001),
+        "Retrain": (0.0000, 0.0000, 0.9192, 0.0017, 0.9844, 0.0349, 0.0410, 0.0393, 492.51, 64.63, 5.620, 0.081)}),
+}
+LAYOUT = ["At", "Ag", "Fr", "Fs", "Time (s)", "G (MiB)"]  # the authors' column order
 
 
-def main(argv=None):
-    df, out = experiment_cli("paper_tables", __doc__, argv, config_nodes=("method", "forget"))
+def authors_table(data: str) -> pd.DataFrame:
+    """Their summary.csv rows in our layout: methods under our labels, G converted from GiB to MiB."""
+    rows = []
+    for theirs, v in AUTHORS[data][2].items():
+        pairs = [(v[i], v[i + 1]) for i in range(0, 12, 2)]
+        pairs[5] = (pairs[5][0] * 1024, pairs[5][1] * 1024)
+        fmt = ["{:.3f} ± {:.3f}"] * 4 + ["{:.2f} ± {:.2f}", "{:.0f} ± {:.0f}"]
+        rows.append({"data": data, "model": "theirs", "forget": str(AUTHORS[data][1]),
+                     "method": f"{OURS[theirs]} (authors)", "n": 5, "failed": 0,
+                     **{c: f.format(*p) for c, f, p in zip(LAYOUT, fmt, pairs, strict=True)}})
+    return pd.DataFrame(rows)
+
+
+def _authors_note(data: str) -> str:
+    folder, cls, _ = AUTHORS[data]
+    return (f"Authors' re-run (class {cls}, 5 runs): `{REPO}` "
+            f"`examples/batch_experiments/outputs/{folder}/summary.csv`; their G is peak GPU memory, shown in MiB.")
+
+
+def _load(argv, name: str, doc: str):
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("runs_dirs", nargs="*", help=f"default runs/<experiment> for {', '.join(EXPERIMENTS)}")
+    ap.add_argument("--out", default=None, help=f"where figures and tables go (default experiments/{name}/)")
+    args = ap.parse_args(argv)
+    every = EXPERIMENTS if name == "paper_tables" else (name,)  # this script reads all three by default
+    dirs = args.runs_dirs or [f"runs/{e}" for e in every if Path(f"runs/{e}").is_dir()] or [f"runs/{name}"]
+    frames = [load_or_exit(d, f"unlearn-bench -m experiment={name}", ("method", "forget")) for d in dirs]
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / name
+    out.mkdir(parents=True, exist_ok=True)
+    return pd.concat(frames, ignore_index=True), out
+
+
+def main(argv=None, name: str = "paper_tables", doc: str = __doc__):
+    df, out = _load(argv, name, doc)
     if SOURCE not in df.columns:
         df[SOURCE] = "unknown"
-    md = ["# Paper table: LRA-NPP vs Retrain", "", "Authors' published numbers (MNIST, class 1):", "", AUTHORS]
-    for source, g in df.groupby(SOURCE, sort=True):
-        table = summarize(g, list(PAPER_COLUMNS), rename=PAPER_COLUMNS)
-        md += [write_table(table, out / f"table_{source}", f"## Ours, unseen images from `{source}`")]
+    md = ["# Paper tables: LRA-NPP vs Retrain, in the authors' layout", ""]
+    for (data, source), g in df.groupby(["data", SOURCE], sort=True):
+        tag = f"{data}_{source}"
+        ours = summarize(g, list(PAPER_COLUMNS), rename=PAPER_COLUMNS)
+        ours = ours[[c for c in ours.columns if c not in LAYOUT] + [c for c in LAYOUT if c in ours.columns]]
+        md += [f"## {data}, unseen images from `{source}`", ""]
+        if data in AUTHORS:
+            table = pd.concat([ours, authors_table(data)], ignore_index=True)
+            md += [_authors_note(data), ""]
+        else:
+            table = ours
+            md += [f"(no published numbers for {data})", ""]
+        md += [write_table(table, out / f"table_{tag}")]
         comp = stats.compare_to_reference(g, list(PAPER_COLUMNS))
         if not comp.empty:
             comp["metric"] = comp["metric"].map(PAPER_COLUMNS)
-            md += [write_table(stats.format_comparison(comp), out / f"stats_{source}",
-                               f"### Paired with Retrain (`{source}`)")]
+            md += [write_table(stats.format_comparison(comp), out / f"stats_{tag}", "### Paired with Retrain")]
         ok = g[g["status"] == "ok"]
         if not ok.empty:
-            figures.pareto(pd.concat([_original_rows(ok, group_keys(ok)), ok]), out / f"pareto_{source}.png",
-                           forget="acc/forget_train", retain="acc/retain_train", title=f"unseen: {source}")
-            md += [f"![At vs Ag, {source}](pareto_{source}.png)", ""]
+            figures.pareto(pd.concat([_original_rows(ok, group_keys(ok)), ok]), out / f"pareto_{tag}.png",
+                           forget="acc/forget_train", retain="acc/retain_train", title=f"{data}, unseen: {source}")
+            md += [f"![At vs Ag, {data}, {source}](pareto_{tag}.png)", ""]
     (out / "README_results.md").write_text("\n".join(md))
     print("\n".join(md))
 
