@@ -12,7 +12,7 @@ from unlearn_bench import eval_suite, pipeline
 from unlearn_bench import metrics as M
 from unlearn_bench.metrics.info import METRIC_INFO, metric_info, metrics_doc
 
-BOOKKEEPING = {"status", "method", "data", "model", "forget", "seed", "regime", "name", "config_hash",
+BOOKKEEPING = {"status", "method", "data", "model", "forget", "seed", "method_seed", "regime", "name", "config_hash",
                "original_cache_hit", "original_train_s", "retrain/cache_hit", "retrain/train_s", "setup",
                "uses_unseen_retain", "uses_oracle"}
 POPULATION = ("mia/svc_confidence", "mia/entropy_member_rate", "mia/loss_cv_acc", "mia/fs", "mia/fr")
@@ -206,9 +206,68 @@ def test_entropy_attack_non_members_are_the_whole_test_split():
     out = eval_suite.population_mias(logits, labels, logits, seed=0)
     whole = np.concatenate([logits["forget_test"], logits["retain_test"]])
     assert out["mia/entropy_member_rate"] == M.entropy_member_rate(logits["retain_train"], whole,
-                                                                   logits["forget_train"], seed=0)
+                                                                   logits["forget_train"])
     assert out["mia/entropy_member_rate"] != M.entropy_member_rate(logits["retain_train"], logits["retain_test"],
-                                                                   logits["forget_train"], seed=0)
+                                                                   logits["forget_train"])
+
+
+def test_every_population_attack_has_its_spread_over_draws(runs, tmp_path, cache_dir):
+    from unlearn_bench.config import compose
+    m, _ = runs["none"]
+    assert m["eval/mia_draws"] == compose(["data=digits"]).eval.mia_draws >= 10
+    for k in POPULATION:
+        for who in ("", "original/", "retrain/"):
+            assert m[f"{who}{k}_std"] >= 0.0, who + k
+    assert m["mia/entropy_member_rate_std"] == 0.0  # all of D_r and D_t, as SSD: nothing is drawn
+    assert m["retrain/mia/fr_std"] > 0.0 and m["retrain/mia/loss_cv_acc_std"] > 0.0
+    # the original's attacks are cached per number of draws: another R is recomputed, not read back
+    few = pipeline.run(compose(["data=digits", "model=mlp", "progress=false", f"cache_dir={cache_dir}",
+                                "forget.classes=[3]", "train.epochs=8", "method=none", "eval.mia_draws=3"]),
+                       tmp_path / "few")
+    assert few["eval/mia_draws"] == 3 and few["original/mia/fr"] != m["original/mia/fr"]
+    assert list(Path(cache_dir).rglob("*-draws3-*.json"))
+
+
+def _attack_inputs(seed=5):
+    rng = np.random.default_rng(seed)
+    sizes = {"forget_train": 60, "retain_train": 300, "forget_test": 50, "retain_test": 120}
+    labels = {s: (np.zeros(n, int) if s.startswith("forget") else rng.integers(1, 4, n)) for s, n in sizes.items()}
+    logits = {s: rng.normal(size=(n, 4)) * (3.0 if s.endswith("train") else 1.5) for s, n in sizes.items()}
+    return logits, labels
+
+
+def test_population_mias_are_means_over_seeded_draws():
+    logits, labels = _attack_inputs()
+    out = eval_suite.population_mias(logits, labels, logits, seed=2, draws=4)
+    seeds = [M.draw_seed(2, d) for d in range(4)]
+    ft, fte, rt, rte = "forget_train", "forget_test", "retain_train", "retain_test"
+    svc = []
+    for s in seeds:
+        pick = np.sort(np.random.default_rng(s).choice(len(labels[rt]), size=len(labels[rte]), replace=False))
+        svc.append(M.svc_confidence_mia(logits[rt][pick], labels[rt][pick], logits[rte], labels[rte],
+                                        logits[ft], labels[ft], seed=s))
+    p = {s: M.softmax(logits[s]) for s in (ft, fte)}
+    fr = [M.lra_fr(p[ft], p[fte], p[ft], seed=s) for s in seeds]
+    acc = [M.loss_cv_mia(M.cross_entropy_per_sample(logits[ft], labels[ft]),
+                         M.cross_entropy_per_sample(logits[fte], labels[fte]), seed=s) for s in seeds]
+    fs = np.abs(0.5 - np.array(acc))
+    for key, v in (("mia/svc_confidence", svc), ("mia/fr", fr), ("mia/loss_cv_acc", acc), ("mia/fs", fs)):
+        assert out[key] == pytest.approx(np.mean(v)) and out[f"{key}_std"] == pytest.approx(np.std(v, ddof=1)), key
+    assert np.std(fr) > 0 and np.std(acc) > 0  # the draws differ
+    assert out["mia/entropy_member_rate_std"] == 0.0
+    assert set(out) == {*POPULATION, *(f"{k}_std" for k in POPULATION)}
+    one = eval_suite.population_mias(logits, labels, logits, seed=2, draws=1)
+    assert one["mia/fr"] == pytest.approx(fr[0]) and np.isnan(one["mia/fr_std"])  # one draw: no spread
+    with pytest.raises(ValueError, match="mia_draws"):
+        eval_suite.population_mias(logits, labels, logits, draws=0)
+
+
+def test_two_attack_seeds_agree_within_the_spread():
+    logits, labels = _attack_inputs(seed=9)
+    a, b = (eval_suite.population_mias(logits, labels, logits, seed=s, draws=20) for s in (0, 1))
+    assert a != b
+    for k in POPULATION:
+        assert abs(a[k] - b[k]) <= max(a[f"{k}_std"], b[f"{k}_std"]) + 1e-12, k
 
 
 @pytest.mark.slow

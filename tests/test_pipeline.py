@@ -89,7 +89,7 @@ def test_report_never_pools_different_setups(digits_cfg, tmp_path):
     c = pipeline.run(digits_cfg("forget.classes=[2]"), tmp_path / "c")
     assert a["setup"] != b["setup"] and a["setup"] == c["setup"]  # forget classes are not part of a setup
     table = summarize(load_results(tmp_path))
-    none_rows = table[(table["method"] == "none") & (table["forget"].astype(str) == "1")]
+    none_rows = table[(table["method"] == "Original") & (table["forget"].astype(str) == "1")]
     assert len(none_rows) == 2 and set(none_rows["n"]) == {1}
 
 

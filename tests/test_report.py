@@ -21,7 +21,9 @@ def test_failed_only_method_keeps_a_row_and_failures_are_not_averaged():
     assert t.loc["grad_ascent", "n"] == 0 and t.loc["grad_ascent", "failed"] == 1
     assert t.loc["finetune", "n"] == 1 and t.loc["finetune", "failed"] == 1
     assert t.loc["finetune", "acc/forget_train"] == "0.200"
-    assert t.loc["none", "acc/forget_train"] == "0.900 ± 0.141"  # mean ± sample std over the 2 seeds
+    # `none` equals its original: it is the Original row, shown once (mean ± sample std over the 2 seeds)
+    assert "none" not in t.index and t.loc["Original", "n"] == 2
+    assert t.loc["Original", "acc/forget_train"] == "0.900 ± 0.141"
 
 
 def test_a_cell_with_missing_values_says_how_many_runs_it_averages():
@@ -100,3 +102,104 @@ def test_klom_figure_keeps_forget_sets_apart_and_survives_a_damaged_file(tmp_pat
     assert _klom_figure(pd.DataFrame(rows), tmp_path / "k.png", "t")
     assert {k: v["forget"].tolist() for k, v in seen.items()} == {"lra_npp forget=3": [3.0] * 4,
                                                                   "lra_npp forget=5": [5.0] * 4}
+
+
+def _seeds(method, seeds=(0,), mseeds=(0,), **metrics):
+    """One row per (seed, method seed); a metric given as a callable gets (seed, method seed)."""
+    return [_row(method, seed=s, method_seed=m, **{k: v(s, m) if callable(v) else v for k, v in metrics.items()})
+            for s in seeds for m in mseeds]
+
+
+def test_cells_carry_the_draw_spread_beside_the_spread_over_runs():
+    import numpy as np
+    df = pd.DataFrame(_seeds("salun", seeds=(0, 1), **{"mia/fr": lambda s, m: 0.4 + 0.2 * s,
+                                                       "mia/fr_std": lambda s, m: 0.3 if s else 0.4}))
+    t = summarize(df, columns=["mia/fr"]).set_index("method")
+    rms = np.sqrt((0.3 ** 2 + 0.4 ** 2) / 2)  # pooled within-run std over draws
+    assert t.loc["salun", "mia/fr"] == f"0.500 ± 0.141 (draws ± {rms:.3f})"
+    one = summarize(pd.DataFrame(_seeds("salun", **{"mia/fr": 0.4, "mia/fr_std": 0.1})), ["mia/fr"])
+    assert one.set_index("method").loc["salun", "mia/fr"].startswith("0.400 (draws ± 0.100)")
+
+
+def test_a_row_within_noise_of_retrain_is_marked_and_one_run_without_draws_is_not():
+    df = pd.DataFrame(
+        _seeds("retrain", seeds=(0, 1), **{"mia/fr": lambda s, m: 0.90 + 0.02 * s, "mia/fr_std": 0.05,
+                                            "acc/forget_train": 0.0})
+        + _seeds("near", seeds=(0, 1), **{"mia/fr": lambda s, m: 0.80 + 0.02 * s, "mia/fr_std": 0.05,
+                                          "acc/forget_train": lambda s, m: 0.01 * s})
+        + _seeds("far", seeds=(0, 1), **{"mia/fr": 0.2, "mia/fr_std": 0.01, "acc/forget_train": 0.5}))
+    t = summarize(df, columns=["mia/fr", "acc/forget_train"]).set_index("method")
+    # near: |0.81 - 0.91| = 0.10 <= sqrt(2 x (0.0141^2 + 0.05^2)) = 0.073? no: 0.10 > 0.073, not marked
+    assert "≈R" not in t.loc["near", "mia/fr"] and "≈R" not in t.loc["far", "mia/fr"]
+    assert "≈R" in t.loc["near", "acc/forget_train"]  # 0.005 ± 0.007 against 0 ± 0: within
+    assert "≈R" not in t.loc["retrain", "mia/fr"]
+    wide = df.assign(**{"mia/fr_std": 0.1})  # sqrt(2 x (0.0141^2 + 0.1^2)) = 0.143 >= 0.10
+    assert "≈R" in summarize(wide, columns=["mia/fr"]).set_index("method").loc["near", "mia/fr"]
+    # the value is a mean over R = 25 draws: its draw noise is 0.1 / 5, sqrt(2 x (0.0141^2 + 0.02^2)) = 0.035
+    averaged = summarize(wide.assign(**{"eval/mia_draws": 25}), columns=["mia/fr"]).set_index("method")
+    assert averaged.loc["near", "mia/fr"] == "0.810 ± 0.014 (draws ± 0.100)"  # the cell shows one draw's std
+    single = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0}) + _seeds("x", **{"acc/forget_train": 0.0}))
+    assert summarize(single, columns=["acc/forget_train"]).set_index("method").loc["x", "acc/forget_train"] == "0.000"
+
+
+def test_the_original_appears_once_unless_none_differs_from_it():
+    orig = {"original/acc/forget_train": 1.0, "original/acc/retain_test": 0.9}
+    same = pd.DataFrame(_seeds("none", seeds=(0, 1), mseeds=(0, 1), **{"acc/forget_train": 1.0,
+                                                                      "acc/retain_test": 0.9, **orig})
+                        + _seeds("lra_npp", seeds=(0, 1), **{"acc/forget_train": 0.0, "acc/retain_test": 0.8, **orig}))
+    t = summarize(same, columns=["acc/forget_train", "acc/retain_test"])
+    assert t["method"].tolist() == ["Original", "lra_npp"]
+    assert t.set_index("method").loc["Original", "n"] == 2  # one per seed, whatever the method seeds
+    differs = same.assign(**{"acc/retain_test": [0.7] * 4 + [0.8] * 2})
+    t = summarize(differs, columns=["acc/forget_train", "acc/retain_test"])
+    assert t["method"].tolist() == ["Original", "lra_npp", "none"]  # a no-op that changed the model: a control
+
+
+def test_method_seeds_count_as_runs_in_the_table_and_once_per_seed_in_the_paired_test():
+    from unlearn_bench import stats
+    df = pd.DataFrame(
+        _seeds("retrain", seeds=(0, 1, 2), mseeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.01 * s})
+        + _seeds("lra_npp", seeds=(0, 1, 2), mseeds=(0, 1, 2), **{"acc/forget_train": lambda s, m: 0.1 * s + 0.01 * m})
+    ).assign(**{"cfg/method.h": float("nan")})  # a setting no run has: blank keys still group
+    assert summarize(df, columns=["acc/forget_train"]).set_index("method").loc["lra_npp", "n"] == 9
+    comp = stats.compare_to_reference(df, ["acc/forget_train"]).set_index("method").loc["lra_npp"]
+    # per seed: lra_npp averages its 3 method seeds (0.1 s + 0.01), retrain its 2 (0.01 s)
+    assert comp["n"] == 3 and abs(comp["mean_diff"] - (0.09 + 0.01)) < 1e-12
+
+
+def test_one_pair_prints_no_spread_instead_of_a_ci_and_tests():
+    from unlearn_bench import stats
+    df = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0}) + _seeds("ssd", **{"acc/forget_train": 0.8}))
+    comp = stats.compare_to_reference(df, ["acc/forget_train"])
+    cells = stats.format_comparison(comp).iloc[0]
+    assert cells["diff (95% CI)"] == "+0.800 (n = 1: no spread)"
+    assert cells["t-test p"] == cells["Wilcoxon p"] == "—" and "[" not in cells["diff (95% CI)"]
+    two = pd.DataFrame(_seeds("retrain", seeds=(0, 1), **{"acc/forget_train": 0.0})
+                       + _seeds("ssd", seeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.8 + 0.1 * s}))
+    assert "[" in stats.format_comparison(stats.compare_to_reference(two, ["acc/forget_train"])).iloc[0]["diff (95% CI)"]
+
+
+def test_every_pareto_point_is_one_table_row_with_the_same_n(tmp_path):
+    from unlearn_bench import figures
+    from unlearn_bench.report import pareto_runs
+    orig = {"original/acc/forget_train": 1.0, "original/acc/retain_test": 0.9}
+    rows = []
+    for forget in ("0", "1"):
+        rows += [{**r, "forget": forget} for r in
+                 _seeds("none", seeds=(0, 1), **{"acc/forget_train": 1.0, "acc/retain_test": 0.9, **orig})
+                 + _seeds("retrain", seeds=(0, 1), **{"acc/forget_train": 0.0, "acc/retain_test": 0.9, **orig})
+                 + _seeds("ssd", seeds=(0, 1), mseeds=(0, 1, 2),
+                          **{"acc/forget_train": 0.0, "acc/retain_test": 0.8, **orig})]
+        for h in (5, 40):  # a swept setting: one row per value
+            rows += [{**r, "forget": forget, "cfg/method.h": h} for r in
+                     _seeds("lra_npp", seeds=(0, 1), mseeds=(0, 1), **{"acc/forget_train": 0.0,
+                                                                       "acc/retain_test": 0.8, **orig})]
+    df = pd.DataFrame(rows)
+    table = summarize(df, columns=["acc/forget_train", "acc/retain_test"], by=["cfg/method.h"])
+    want = {f"{r.method} forget={r.forget}" + (f" h={int(r['cfg/method.h'])}" if r["cfg/method.h"] != "" else ""): r.n
+            for _, r in table.iterrows()}
+    points = figures.pareto_points(pareto_runs(df, ["cfg/method.h"]), label="_label")
+    assert points["n"].to_dict() == want
+    assert want["ssd forget=0"] == 6 and want["Original forget=1"] == 2 and want["lra_npp forget=0 h=40"] == 4
+    png = figures.pareto(pareto_runs(df, ["cfg/method.h"]), tmp_path / "p.png", label="_label")
+    assert png.stat().st_size > 1000

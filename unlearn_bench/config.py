@@ -8,7 +8,7 @@ from hydra import compose as _compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_bench.cli import CONFIG_DIR  # also registers the ub_join resolver
+from unlearn_bench.cli import CONFIG_DIR  # also registers the ub_join and ub_mseed resolvers
 
 
 def compose(overrides=(), config_name: str = "config") -> DictConfig:

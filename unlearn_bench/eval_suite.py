@@ -17,8 +17,9 @@ from unlearn_bench.evaluation import SPLITS
 # Bump when population_mias, or a metrics.* function it calls, changes what it returns: results cached for
 # the original and the oracle (Context.cached_metrics) are keyed by it.
 # 2: Fr with a linear-kernel SVC, Fs with 10% held out per split; 3: the entropy attack's non-members are
-# the whole test split, as SSD runs it
-POPULATION_MIA_VERSION = 3
+# the whole test split, as SSD runs it; 4: mean and spread over seeded draws, the entropy attack on all of
+# D_r and D_t, the loss attack's regressions solved to convergence, the SVC on p_y merged in 2e-3 bins
+POPULATION_MIA_VERSION = 4
 
 
 def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -33,34 +34,50 @@ def accuracies(logits: dict, labels: dict, prefix: str = "") -> dict:
     return out
 
 
-def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int = 0, prefix: str = "") -> dict:
+def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int = 0, draws: int = 10,
+                    prefix: str = "") -> dict:
     """The population attacks, each fit on this model's own outputs (Fr: on the original's, per LRA-NPP).
 
-    ``mia/svc_confidence``: members = a seeded sample of D_r of size |retain-class test|, non-members = the
-    retain-class test samples (the forgotten class removed from D_t, as Sparse/SalUn do); score on D_f.
-    ``mia/entropy_member_rate``: D_r vs the whole test split (forget class included: SSD's ``valid_dl``),
-    share of D_f called member.
-    ``mia/loss_cv_acc``: loss of D_f vs forget-class test, 10-split CV accuracy; ``mia/fs`` = |0.5 - it|
-    (the same 10-split attack LRA-NPP's Fs uses, so it is computed once).
+    Every attack that fits on a sample is run on ``draws`` samples, draw d seeded by ``draw_seed(seed, d)``;
+    ``<key>`` is the mean over draws and ``<key>_std`` their standard deviation (ddof = 1).
+    ``mia/svc_confidence``: members = a random |retain-class test| of D_r (Sparse/SalUn take a fixed one:
+    the first), non-members = the retain-class test samples (the forgotten class removed from D_t, as
+    Sparse/SalUn do); score on D_f. Draw: the subset of D_r.
+    ``mia/entropy_member_rate``: all of D_r vs the whole test split (forget class included: SSD's
+    ``valid_dl``), share of D_f called member. SSD uses all the data: no draw, ``_std`` = 0.
+    ``mia/loss_cv_acc``: loss of D_f vs forget-class test, the larger side subsampled to the smaller, 10-split
+    CV accuracy; ``mia/fs`` = |0.5 - it| per draw (the same 10-split attack LRA-NPP's Fs uses, so it is
+    computed once). Draw: the subsample and the CV shuffle.
+    ``mia/fr``: members = min(|D_f|, |forget-class test|) images of D_f, non-members = as many forget-class
+    test images. Draw: which images (the authors take them from a shuffled loader).
     """
     ft, fte, rt, rte = "forget_train", "forget_test", "retain_train", "retain_test"
-    out = {}
     if len(labels[ft]) == 0 or len(labels[rte]) < 2:
-        return out
-    rng = np.random.default_rng(seed)
+        return {}
+    if draws < 1:
+        raise ValueError(f"eval.mia_draws must be >= 1, got {draws}")
+    seeds = [M.draw_seed(seed, d) for d in range(draws)]
     n = min(len(labels[rte]), len(labels[rt]))
-    pick = np.sort(rng.choice(len(labels[rt]), size=n, replace=False))  # a random, not the first, |D_t| of D_r
-    out["mia/svc_confidence"] = M.svc_confidence_mia(logits[rt][pick], labels[rt][pick], logits[rte], labels[rte],
-                                                     logits[ft], labels[ft], seed=seed)
-    out["mia/entropy_member_rate"] = M.entropy_member_rate(logits[rt], _test(logits, labels)[0], logits[ft],
-                                                           seed=seed)
+    per_draw: dict[str, list] = {"mia/svc_confidence": []}
+    for s in seeds:  # a random, not the first, |D_t| of D_r
+        pick = np.sort(np.random.default_rng(s).choice(len(labels[rt]), size=n, replace=False))
+        per_draw["mia/svc_confidence"].append(M.svc_confidence_mia(
+            logits[rt][pick], labels[rt][pick], logits[rte], labels[rte], logits[ft], labels[ft], seed=s))
+    per_draw["mia/entropy_member_rate"] = [M.entropy_member_rate(logits[rt], _test(logits, labels)[0], logits[ft])]
     if len(labels[fte]) >= 6:  # 10% held out of 2 x 6 images is 2: the fewest a stratified split can take
-        lf = M.cross_entropy_per_sample(logits[ft], labels[ft])
-        lt = M.cross_entropy_per_sample(logits[fte], labels[fte])
-        acc = M.loss_cv_mia(lf, lt, n_splits=10, seed=seed)
-        out["mia/loss_cv_acc"], out["mia/fs"] = acc, abs(0.5 - acc)
-        out["mia/fr"] = M.lra_fr(M.softmax(original_logits[ft]), M.softmax(original_logits[fte]),
-                                 M.softmax(logits[ft]), seed=seed)
+        acc = M.loss_cv_accuracies(M.cross_entropy_per_sample(logits[ft], labels[ft]),
+                                   M.cross_entropy_per_sample(logits[fte], labels[fte]), seeds, n_splits=10)
+        per_draw["mia/loss_cv_acc"], per_draw["mia/fs"] = acc, np.abs(0.5 - acc)
+        pm, pn, pu = (M.softmax(z) for z in (original_logits[ft], original_logits[fte], logits[ft]))
+        per_draw["mia/fr"] = [M.lra_fr(pm, pn, pu, seed=s) for s in seeds]
+    out = {}
+    for key, values in per_draw.items():
+        v = np.asarray(values, np.float64)
+        out[key] = float(v.mean())
+        if key == "mia/entropy_member_rate":  # no sample: it does not vary, whatever the number of draws
+            out[f"{key}_std"] = 0.0
+        else:  # one draw has no spread: NaN, written as null
+            out[f"{key}_std"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
     return {prefix + k: v for k, v in out.items()}
 
 

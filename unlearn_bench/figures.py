@@ -1,6 +1,6 @@
-"""Figures rebuilt from run directories: forget-vs-retain Pareto plot (cost as marker size), line plots with
-error bands over seeds, labelled heatmaps and per-example KLOM distributions. Every figure states n in its
-labels or title."""
+"""Figures rebuilt from run directories: forget-vs-retain Pareto plot (labelled points, cost as marker
+size), line plots with error bands over seeds, labelled heatmaps and per-example KLOM distributions. Every
+figure states n in its labels or title."""
 
 from __future__ import annotations
 
@@ -32,36 +32,69 @@ def pareto_front(forget: np.ndarray, retain: np.ndarray) -> np.ndarray:
     return np.array(sorted(keep, key=lambda i: f[i]), dtype=int)
 
 
-def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train", retain: str = "acc/retain_test",
-           cost: str = "cost/unlearn_s", label: str = "method", title: str = "") -> Path:
-    """Mean (± std over runs) forget vs retain accuracy per ``label``; marker area grows with log cost, so
-    a cheap method that lands near the oracle stands out. ``df`` has one row per run."""
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "p", "d", "8", "H", "*")
+
+
+def pareto_points(df: pd.DataFrame, forget: str = "acc/forget_train", retain: str = "acc/retain_test",
+                  cost: str = "cost/unlearn_s", label: str = "method") -> pd.DataFrame:
+    """One point per ``label``: mean and std over its runs of forget and retain accuracy, mean cost, and n
+    = its runs (every run of the label, as a table row counts them); labels without both means drop out."""
     df = df.copy()
     for c in (forget, retain, cost):
         df[c] = pd.to_numeric(df[c], errors="coerce") if c in df.columns else np.nan
     g = df.groupby(label, sort=False).agg(f=(forget, "mean"), fs=(forget, "std"), r=(retain, "mean"),
-                                          rs=(retain, "std"), c=(cost, "mean"), n=(forget, "count"))
-    g = g.dropna(subset=["f", "r"])
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+                                          rs=(retain, "std"), c=(cost, "mean"), n=(forget, "size"))
+    return g.dropna(subset=["f", "r"])
+
+
+def _style(name: str, i: int) -> dict:
+    """Original a black ring, Retrain a black star, every other point its own marker x colour pair
+    (distinct for 30 points, then hollow for the next 30)."""
+    if name.startswith("Original"):  # "Original forget=3": one per table row
+        return {"marker": "o", "facecolor": "none", "edgecolor": "black", "color": "black", "scale": 3.0}
+    if name.startswith("retrain"):
+        return {"marker": "*", "facecolor": "black", "edgecolor": "black", "color": "black", "scale": 2.0}
+    col = plt.cm.tab10(i % 10)
+    hollow = (i // 30) % 2 == 1
+    return {"marker": MARKERS[i % len(MARKERS)], "facecolor": "none" if hollow else col,
+            "edgecolor": col if hollow else "black", "color": col, "scale": 1.0}
+
+
+def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train", retain: str = "acc/retain_test",
+           cost: str = "cost/unlearn_s", label: str = "method", title: str = "") -> Path:
+    """Mean ± std over runs of forget vs retain accuracy per ``label`` (``pareto_points``), each point
+    named beside the plot with a leader line, since many methods land on one spot (forget 0, retain near
+    the original's); labels are stacked in the order of the points' retain accuracy so none overlap.
+    Marker area grows with log cost. ``df`` has one row per run."""
+    g = pareto_points(df, forget, retain, cost, label)
+    fig, ax = plt.subplots(figsize=(9.0, max(4.8, 0.26 * len(g) + 1.5)))
     if g.empty:
         ax.text(0.5, 0.5, "no runs with both metrics", ha="center", transform=ax.transAxes)
         return _save(fig, path)
     c = g["c"].fillna(0).clip(lower=0)
-    size = 30 + 60 * np.log10(1 + c / max(c.min(), 1e-3))  # relative to the cheapest: seconds span decades
-    colors = plt.cm.tab20(np.linspace(0, 1, max(len(g), 2)))
-    for (name, row), s, col in zip(g.iterrows(), size, colors):
+    size = 25 + 45 * np.log10(1 + c / max(c.min(), 1e-3))  # relative to the cheapest: seconds span decades
+    order = sorted(range(len(g)), key=lambda i: (-g["r"].iloc[i], g["f"].iloc[i]))
+    slots = np.linspace(0.98, 0.02, len(g)) if len(g) > 1 else np.array([0.5])
+    others = 0
+    for rank, i in enumerate(order):
+        name, row = g.index[i], g.iloc[i]
+        st = _style(str(name), others)
+        if st["scale"] == 1.0:  # Original and Retrain keep their own style, the others take turns
+            others += 1
         ax.errorbar(row.f, row.r, xerr=np.nan_to_num(row.fs), yerr=np.nan_to_num(row.rs), fmt="none",
-                    ecolor=col, alpha=0.5, lw=1)
-        text = f"{name} (n={int(row.n)}, {row.c:.2g} s)" if np.isfinite(row.c) else f"{name} (n={int(row.n)})"
-        if name == "Original":  # a ring on top: the no-op method lands on the same point and would hide it
-            ax.scatter(row.f, row.r, s=4 * s, facecolor="none", edgecolor="black", lw=1.2, zorder=4, label=text)
-        else:
-            ax.scatter(row.f, row.r, s=s, color=col, edgecolor="black", lw=0.5, zorder=3, label=text)
+                    ecolor=st["color"], alpha=0.8, lw=1.2, capsize=3, zorder=2)
+        ax.scatter(row.f, row.r, s=size.iloc[i] * st["scale"], marker=st["marker"], facecolor=st["facecolor"],
+                   edgecolor=st["edgecolor"], lw=1.0, zorder=4 if st["scale"] > 1 else 3)
+        text = f"{name} (n={int(row.n)}" + (f", {row.c:.2g} s)" if np.isfinite(row.c) else ")")
+        ax.annotate(text, xy=(row.f, row.r), xytext=(1.03, slots[rank]), textcoords="axes fraction",
+                    va="center", fontsize=7, color=st["color"],
+                    arrowprops={"arrowstyle": "-", "color": st["color"], "lw": 0.5, "alpha": 0.6})
     front = pareto_front(g["f"].to_numpy(), g["r"].to_numpy())
     ax.plot(g["f"].to_numpy()[front], g["r"].to_numpy()[front], "k--", lw=0.8, alpha=0.6, label="Pareto front")
     ax.set(xlabel=f"{forget} (lower = more forgotten)", ylabel=f"{retain} (higher = better kept)",
            title=title or "forget vs retain; marker size = unlearning cost")
-    ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: never on a point
+    ax.legend(fontsize=7, frameon=False, loc="lower left")
+    ax.margins(0.08)
     return _save(fig, path)
 
 

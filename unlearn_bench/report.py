@@ -1,9 +1,11 @@
 """Results tables rebuilt from run directories: ``unlearn-bench-report RUNS_DIR``.
 
-Every table has an Original row (the model before unlearning, from the ``original/`` keys) and, when
-present, the Retrain oracle; every cell is mean ± std over seeds with n stated. Besides ``results.md`` /
-``.csv`` the command writes ``report.md``: the tables, paired statistics against Retrain (``stats.py``) and a
-forget-vs-retain Pareto figure per data x model (``figures.py``)."""
+Every table has an Original row (the model before unlearning, from the ``original/`` keys, or the ``none``
+runs that equal it) and, when present, the Retrain oracle; every cell is mean ± std over runs (seeds x
+method seeds) with n stated, the spread over an attack's draws where it has one, and a mark where a row lies
+within noise of Retrain (``spread.py``). Besides ``results.md`` / ``.csv`` the command writes ``report.md``:
+the tables, paired statistics against Retrain (``stats.py``) and a forget-vs-retain Pareto figure per data x
+model (``figures.py``) whose points are the table's rows."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
+from unlearn_bench import spread as sp
 from unlearn_bench.store import load_results, read_complete
 
 DEFAULT_COLUMNS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "acc/test",
@@ -46,6 +49,8 @@ def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True).drop_duplicates("run_dir") if frames else pd.DataFrame()
     if df.empty:
         return df
+    if "seed" in df.columns:  # runs made before method_seed existed drew their method's randomness from seed
+        df["method_seed"] = df["method_seed"].fillna(df["seed"]) if "method_seed" in df.columns else df["seed"]
     if "retrain/train_s" in df.columns:
         # a cached oracle "unlearns" in the time it takes to load it; its real cost is its training time
         hit = df["retrain/train_s"].notna() & (df["method"] == "retrain")
@@ -64,11 +69,11 @@ def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
 
 
 def drop_repeats(df: pd.DataFrame) -> pd.DataFrame:
-    """One run per experiment: runs that repeat one (data, model, forget set, setup, seed, method and method
-    settings), e.g. the same oracle under two sweep names, would count twice in n and pair twice in the
-    tests. A finished run is kept over a failed one, then the newest (by its metrics.json);
+    """One run per experiment: runs that repeat one (data, model, forget set, setup, seed, method seed,
+    method and method settings), e.g. the same oracle under two sweep names, would count twice in n and pair
+    twice in the tests. A finished run is kept over a failed one, then the newest (by its metrics.json);
     ``df.attrs["repeats"]`` says how many were dropped."""
-    keys = [k for k in (*GROUP, "setup", "seed", "method") if k in df.columns]
+    keys = [k for k in (*GROUP, "setup", "seed", "method_seed", "method") if k in df.columns]
     keys += sorted(c for c in df.columns if c.startswith("cfg/method."))
     if not keys or "run_dir" not in df.columns:
         return df
@@ -138,13 +143,12 @@ def _order(method: str) -> tuple:
     return (0 if method == "Original" else 1 if method == "retrain" else 3 if method == "none" else 2, method)
 
 
-def _cell(vals: pd.Series, n: int | None = None) -> str:
-    """Mean ± std; ``(n=k)`` when only k of the row's n runs have a value (NaN for them, e.g. Fr with too
-    few forget-class test images), so a cell never claims more runs than it averages."""
-    if vals.empty:
-        return "—"
-    cell = f"{vals.mean():.3f}" if len(vals) == 1 else f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}"
-    return cell if n is None or len(vals) >= n else f"{cell} (n={len(vals)})"
+def table_runs(ok: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+    """The finished runs a table's rows average: Original rows (one per task and seed; see
+    ``spread.fold_original`` for why a ``none`` run identical to its original becomes that row) and every
+    other run. The table and the Pareto figure both group these, so their n agree."""
+    orig, rest = sp.fold_original(ok, _original_rows(ok, group), group)
+    return pd.concat([orig, rest], ignore_index=True)
 
 
 def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] | None = None,
@@ -159,28 +163,30 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     group = group_keys(df)
     keys = group + ["method"] + by
     ok = df[df["status"] == "ok"]
-    orig = _original_rows(ok, group)  # one per (forget set, seed) before pooling: forget metrics differ by class
-    if pool_forget:
-        df, ok, orig = (d.assign(forget="all") for d in (df, ok, orig))
-    # object columns keep a variant's value as it is in df (40, not 40.0 after a concat with blanks), so the
+    # Original rows are one per (forget set, seed) before pooling: forget metrics differ by class.
+    # Object columns keep a variant's value as it is in df (40, not 40.0 after a concat with blanks), so the
     # failed runs below match its row
-    both = pd.concat([orig, ok.astype({c: object for c in by})], ignore_index=True)
+    both = table_runs(ok.astype({c: object for c in by}), group)
+    if pool_forget:
+        df, both = (d.assign(forget="all") for d in (df, both))
     for c in by:  # Original is the same model whatever the method's setting: one row, blank variant
         both[c] = both[c].astype(object)
         both.loc[both["method"] == "Original", c] = ""
     columns = [c for c in (columns or DEFAULT_COLUMNS) if c in both.columns]
-    rows = []
+    rows, spreads = [], []
     for key, g in both.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, key))
-        row["n"] = len(g)  # runs; equals the seeds unless forget classes are pooled (forget="all")
+        row["n"] = len(g)  # runs: seeds x method seeds (x forget classes when pooled, forget="all")
         failed = df[df["status"] != "ok"]
         for k in keys:
             if k in failed.columns:
                 failed = failed[failed[k].map(str) == str(row[k])]
         row["failed"] = len(failed)
+        spreads.append({c: sp.spread(g[c], g.get(f"{c}_std"), g.get("eval/mia_draws")) for c in columns})
         for c in columns:
-            row[c] = _cell(pd.to_numeric(g[c], errors="coerce").dropna(), len(g))
+            row[c] = sp.cell(spreads[-1][c], len(g))
         rows.append(row)
+    sp.mark_within_noise(rows, spreads, group, columns)
     seen = {tuple(str(r[k]) for k in keys) for r in rows}
     bad = df[df["status"] != "ok"]
     for key, g in (bad.groupby([k for k in keys if k in bad.columns], sort=False, dropna=False)
@@ -201,11 +207,31 @@ def summarize(df: pd.DataFrame, columns: list[str] | None = None, by: list[str] 
     return out.rename(columns=rename or {})
 
 
+def pareto_runs(ok: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """``table_runs`` with ``_label`` naming the table row each run belongs to ("lra_npp h=40", plus the
+    forget set and setup where they vary), so every point of the Pareto figure is one row of the table."""
+    group = group_keys(ok)
+    runs = table_runs(ok, group)
+    label = runs["method"].astype(str)
+    split = [k for k in group if k not in ("data", "model") and runs[k].map(str).nunique() > 1]
+    for c in split + [c for c in by or [] if c in runs.columns]:
+        short = c.removeprefix("cfg/method.")
+        # Original is one model whatever a method's setting: no variant, as in the table
+        blank = runs[c].isna() | runs[c].map(str).eq("") | (runs["method"].eq("Original") & (c not in split))
+        label = label + runs[c].map(lambda v, k=short: f" {k}={_plain(v)}").where(~blank, "")
+    return runs.assign(_label=label)
+
+
+def _plain(v) -> str:
+    """40, not 40.0 (a setting's column turns float beside blanks)."""
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
 def varying_settings(df: pd.DataFrame) -> list[str]:
     """``cfg/method.*`` columns that differ between runs of one method on one task, forget set and seed:
     the swept settings that must split a table's rows (else variants would be averaged together)."""
     cols = [c for c in df.columns if c.startswith("cfg/method.")]
-    keys = [k for k in group_keys(df) + ["method", "seed"] if k in df.columns]
+    keys = [k for k in group_keys(df) + ["method", "seed", "method_seed"] if k in df.columns]
     if not cols or df.empty:
         return []
     counts = df[keys + cols].astype(str).groupby(keys)[cols].nunique()
@@ -235,7 +261,8 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     failed = df[df["status"] != "ok"]
     repeats = df.attrs.get("repeats", 0)
     lines = [f"# {title}", "",
-             (f"{len(df)} runs ({len(failed)} failed); cells are mean ± std over runs, n = runs per row. "
+             (f"{len(df)} runs ({len(failed)} failed); cells are mean ± std over runs, n = runs per row "
+              "(seeds x method seeds). " + sp.LEGEND + " "
               + (f"{repeats} repeated run(s) of an experiment already counted were left out (the newest "
                  "is kept). " if repeats else "")
               + f"Commits: {_commits(df)}."), ""]
@@ -249,20 +276,16 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
                 lines += _klom_figure(ok, out_dir / f"klom-{data}-{model}.png", f"{data} / {model}", by)
         if figures and not ok.empty:
             from unlearn_bench import figures as figs
-            runs = pd.concat([_original_rows(ok, group_keys(ok)), ok], ignore_index=True)
-            label = runs["method"].astype(str)
-            for c in by or []:
-                if c in runs.columns:  # "lra_npp h=40": one marker per variant; Original has none
-                    short = c.removeprefix("cfg/method.")
-                    label = label + runs[c].map(lambda v, k=short: "" if pd.isna(v) or v == "" else f" {k}={v}")
             name = f"pareto-{data}-{model}.png"
-            figs.pareto(runs.assign(_label=label), out_dir / name, label="_label", title=f"{data} / {model}")
+            figs.pareto(pareto_runs(ok, by), out_dir / name, label="_label", title=f"{data} / {model}")
             lines += [f"![forget vs retain, {data} / {model}]({name})", ""]
     comp = stats.compare_to_reference(df, STATS_METRICS, reference=reference, by=by)
     if not comp.empty:
         lines += [f"## Paired comparison with {reference}", "",
-                  ("Difference method − reference over runs matched on data, model, forget set and seed; "
-                   "bootstrap 95% CI of the mean difference; paired t-test and Wilcoxon signed-rank p."), "",
+                  ("Difference method − reference over runs matched on data, model, forget set and seed (runs "
+                   "of one seed's method seeds averaged first, so n counts seeds); bootstrap 95% CI of the mean "
+                   "difference; paired t-test and Wilcoxon signed-rank p. With n = 1 there is no spread, so "
+                   "neither CI nor test."), "",
                   stats.format_comparison(comp).to_markdown(index=False), ""]
     if not failed.empty:
         lines += ["## Failed runs", ""] + [f"- `{r.get('run_dir', '')}`: {r.get('reason', '')}"

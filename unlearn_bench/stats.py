@@ -2,7 +2,9 @@
 reports them (Chang et al. 2024, arXiv 2410.23693: paired t-test, Wilcoxon signed-rank, bootstrap 95% CI).
 
 Runs are paired by (data, model, forget set, seed): the same split and original model on both sides, so the
-differences remove the between-seed variation that unpaired tests would count as noise.
+differences remove the between-seed variation that unpaired tests would count as noise. Runs that differ
+only in ``method_seed`` share their seed's original: they are averaged into one pair, so n counts training
+seeds, not method seeds. One pair has no spread: no CI and no test is printed for it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ def bootstrap_ci(diffs, level: float = 0.95, resamples: int = 10_000, seed: int 
     d = np.asarray(diffs, dtype=float)
     if d.size == 0:
         return (math.nan, math.nan)
-    if d.size == 1:
-        return (float(d[0]), float(d[0]))
+    if d.size == 1:  # one difference has no spread: a CI would claim a certainty it does not have
+        return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
@@ -66,7 +68,8 @@ def compare_to_reference(df: pd.DataFrame, metrics: list[str], reference: str = 
             if m not in g.columns or m not in ref.columns:
                 continue
             on = PAIR_KEYS + (["setup"] if "setup" in ok.columns else [])  # never pair across setups
-            pairs = g[on + [m]].merge(ref[on + [m]], on=on, suffixes=("", "_ref"))
+            pairs = _per_seed(g, on + sorted(c for c in g.columns if c.startswith("cfg/method.")), m).merge(
+                _per_seed(ref, on, m), on=on, suffixes=("", "_ref"))
             pairs = pairs.dropna(subset=[m, f"{m}_ref"])
             if pairs.empty:
                 continue
@@ -75,16 +78,26 @@ def compare_to_reference(df: pd.DataFrame, metrics: list[str], reference: str = 
     return pd.DataFrame(rows)
 
 
+def _per_seed(runs: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """``metric`` averaged over the runs that share ``keys``: those that differ only in their method seed.
+    Keys compare as text, so a blank (NaN) setting groups with itself."""
+    k = runs[keys].map(str).agg("|".join, axis=1)
+    means = pd.to_numeric(runs[metric], errors="coerce").groupby(k, sort=False).mean()
+    first = ~k.duplicated()
+    return runs.loc[first, keys].assign(**{metric: means.loc[k[first]].to_numpy()})
+
+
 def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """Readable cells: difference with its CI, p-values to 3 digits."""
     if table.empty:
         return table
     out = table[[c for c in table.columns if c not in ("mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
                                                          "t_p", "wilcoxon_p")]].copy()
-    out["diff (95% CI)"] = [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
-                            zip(table["mean_diff"], table["ci_low"], table["ci_high"])]
-    out["t-test p"] = [_p(p) for p in table["t_p"]]
-    out["Wilcoxon p"] = [_p(p) for p in table["wilcoxon_p"]]
+    one = table["n"] < 2
+    out["diff (95% CI)"] = [f"{d:+.3f} (n = 1: no spread)" if single else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                            for d, lo, hi, single in zip(table["mean_diff"], table["ci_low"], table["ci_high"], one)]
+    out["t-test p"] = ["—" if single else _p(p) for p, single in zip(table["t_p"], one)]
+    out["Wilcoxon p"] = ["—" if single else _p(p) for p, single in zip(table["wilcoxon_p"], one)]
     return out
 
 

@@ -22,8 +22,11 @@ from .forgetting_quality import (
 from .info import METRIC_INFO, MetricInfo, metric_info_markdown
 from .klom import klom_null, klom_per_example, klom_stats, klom_summary
 from .mia import (
+    draw_seed,
     entropy_member_rate,
+    logistic_regression_1d,
     logit_scaled_confidence,
+    loss_cv_accuracies,
     loss_cv_mia,
     lra_fr,
     lra_fs,
@@ -42,6 +45,7 @@ __all__ = [
     "as_numpy",
     "avg_gap",
     "cross_entropy_per_sample",
+    "draw_seed",
     "entropy",
     "entropy_member_rate",
     "epsilon_from_rates",
@@ -56,7 +60,9 @@ __all__ = [
     "klom_per_example",
     "klom_stats",
     "klom_summary",
+    "logistic_regression_1d",
     "logit_scaled_confidence",
+    "loss_cv_accuracies",
     "loss_cv_mia",
     "lra_fr",
     "lra_fs",

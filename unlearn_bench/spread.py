@@ -1,0 +1,116 @@
+"""What a table cell says about uncertainty: the mean over runs, its spread over runs (seeds, method seeds)
+and, for a population attack computed over ``eval.mia_draws`` draws (its ``<key>_std`` beside it), the
+spread over draws; plus whether a row lies within noise of the Retrain oracle.
+
+A cell shows the spread of one draw (root mean square of the runs' ``_std``): how far a single draw of the
+attack may land. The run's value is the mean of R draws, so its own draw noise is that / sqrt(R).
+
+Within noise: |mean - Retrain mean| <= sqrt(s^2 + s_R^2), where a row's spread s combines its std over runs
+(n >= 2) and the draw noise of its mean (one draw's std / sqrt(R), R from ``eval/mia_draws``; the std itself
+when R is unknown) in quadrature. A row with neither (one run, no draws) has no measured spread and gets no
+mark: one number cannot be called close or far."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+NOISE_PREFIXES = ("acc/", "mia/")  # metrics the oracle itself measures, so its value is the target
+WITHIN = "≈R"
+NO_SPREAD = "n = 1: no spread"
+LEGEND = ("`(draws ± x)`: std of one draw of the attack within a run (root mean square over runs); the "
+          "value is the mean of R draws, so its draw noise is x / √R. "
+          f"`{WITHIN}`: within noise of Retrain, |mean − Retrain mean| ≤ √(s² + s_R²), s² = a row's variance "
+          "over runs + x² / R. Rows with n = 1 have no spread over runs.")
+
+
+@dataclass
+class Spread:
+    mean: float
+    runs_std: float  # NaN for one run
+    draws_std: float  # one draw's; NaN when the key has no draws
+    draws_sem: float  # the draw noise of a run's mean over its R draws
+    n: int
+
+    @property
+    def total(self) -> float:
+        """The combined spread, NaN when neither part was measured."""
+        parts = [v for v in (self.runs_std, self.draws_sem) if not math.isnan(v)]
+        return math.sqrt(sum(v * v for v in parts)) if parts else math.nan
+
+
+def spread(vals: pd.Series, draws: pd.Series | None = None, r: pd.Series | None = None) -> Spread:
+    """``vals``: one value per run; ``draws``: the runs' std over attack draws (``<key>_std``); ``r``: the
+    runs' number of draws (``eval/mia_draws``)."""
+    v = pd.to_numeric(vals, errors="coerce").dropna().to_numpy(float)
+    d = pd.to_numeric(draws, errors="coerce") if draws is not None else pd.Series(dtype=float)
+    rr = pd.to_numeric(r, errors="coerce").reindex(d.index) if r is not None else pd.Series(np.nan, index=d.index)
+    sem2 = (d ** 2 / rr.where(rr > 0, 1.0).fillna(1.0)).dropna()  # R unknown: one draw's std, the wider
+    d = d.dropna().to_numpy(float)
+    return Spread(float(v.mean()) if v.size else math.nan, float(v.std(ddof=1)) if v.size > 1 else math.nan,
+                  float(np.sqrt(np.mean(d ** 2))) if d.size else math.nan,
+                  float(np.sqrt(sem2.mean())) if len(sem2) else math.nan, int(v.size))
+
+
+def cell(s: Spread, n: int | None = None) -> str:
+    """``0.520 ± 0.030 (draws ± 0.100)``; ``(n=k)`` when only k of the row's n runs have a value, so a
+    cell never claims more runs than it averages."""
+    if s.n == 0:
+        return "—"
+    text = f"{s.mean:.3f}" if s.n == 1 else f"{s.mean:.3f} ± {s.runs_std:.3f}"
+    if not math.isnan(s.draws_std):
+        text += f" (draws ± {s.draws_std:.3f})"
+    return text if n is None or s.n >= n else f"{text} (n={s.n})"
+
+
+def within_noise(s: Spread, ref: Spread) -> bool:
+    """Whether ``s`` lies within the combined spread of the oracle's row ``ref`` (module docstring)."""
+    parts = [v for v in (s.total, ref.total) if not math.isnan(v)]
+    if not parts or math.isnan(s.mean) or math.isnan(ref.mean):
+        return False
+    return abs(s.mean - ref.mean) <= math.sqrt(sum(v * v for v in parts)) + 1e-12
+
+
+def marks_noise(column: str) -> bool:
+    return column.startswith(NOISE_PREFIXES) and not column.endswith("_std")
+
+
+def mark_within_noise(rows: list[dict], spreads: list[dict], group: list[str], columns: list[str]) -> None:
+    """Append ``WITHIN`` to each table cell whose row lies within noise of its task's ``retrain`` row;
+    ``spreads[i][column]`` is the ``Spread`` behind ``rows[i][column]``."""
+    ref = {tuple(str(r[k]) for k in group): s for r, s in zip(rows, spreads) if r["method"] == "retrain"}
+    for r, s in zip(rows, spreads):
+        oracle = ref.get(tuple(str(r[k]) for k in group))
+        if oracle is None or r["method"] == "retrain":
+            continue
+        for c in columns:
+            if marks_noise(c) and within_noise(s[c], oracle[c]):
+                r[c] += f" {WITHIN}"
+
+
+def fold_original(ok: pd.DataFrame, orig: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The original shown once. ``none`` returns the original model unchanged, so where a ``none`` run's
+    accuracies and attacks equal its run's ``original/`` values, that run *is* the Original row (and it
+    carries what only a run computes: oracle distances, ZRF); one per (task, seed), whatever its method
+    seed. A ``none`` run that differs from its original stays a ``none`` row, as the control it is.
+    Returns (Original rows, the other runs)."""
+    if "method" not in ok.columns or ok.empty:
+        return orig, ok
+    none = ok[ok["method"] == "none"]
+    keys = [c for c in ok.columns if c.startswith("original/") and c.removeprefix("original/") in ok.columns]
+    if none.empty or not keys:
+        return orig, ok
+    a = none[[c.removeprefix("original/") for c in keys]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    b = none[keys].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    same = pd.Series(np.all(np.isclose(a, b, rtol=0, atol=1e-12, equal_nan=True), axis=1), index=none.index)
+    folded = none[same]
+    if folded.empty:
+        return orig, ok
+    ident = group + ["seed"]
+    rows = folded.drop_duplicates(ident).assign(method="Original")
+    taken = set(rows[ident].map(str).agg("|".join, axis=1))
+    rest = orig[~orig[ident].map(str).agg("|".join, axis=1).isin(taken)] if not orig.empty else orig
+    return pd.concat([rest, rows], ignore_index=True), ok.drop(index=folded.index)
