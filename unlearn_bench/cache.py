@@ -4,27 +4,33 @@ Layout: ``<root>/<kind>/<key>.pt`` (a plain state dict) and ``<key>.json`` (the 
 and training facts) written last, so a half-written entry is never complete. A file lock makes parallel
 workers that need the same entry wait for the one that trains it. Entries load with
 ``torch.load(weights_only=True)``; one whose stored hash does not match is retrained, never used.
+Outputs derived from a cached model (logits, attack results) are stored with a hash of their content
+(``write_verified_npz`` / ``write_verified_json``) and recomputed when it no longer matches.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import pickle
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from filelock import FileLock
 from torch import nn
 
-from unlearn_bench.errors import CacheError, one_line
+from unlearn_bench.errors import CacheError, DiskFull, one_line
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when training code changes what a spec produces
+HASH_KEY = "__sha256__"  # the content hash inside a cached .npz
 
 
 def spec_key(spec: dict) -> str:
@@ -40,14 +46,95 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
+def is_disk_full(e: BaseException) -> bool:
+    """Whether ``e``, or an exception it was raised from, is a file system out of space (or quota)."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def atomic_write_bytes(path: Path, write: Callable[[Path], None], what: str | None = None) -> None:
+    """``write`` a temporary file beside ``path``, then rename it over ``path``: a reader sees the old file or
+    the whole new one. On any failure (a full disk, a signal) the temporary file is removed; a full disk
+    becomes ``DiskFull`` naming ``what`` was being written."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise DiskFull(path.parent, what or path.name) from e
+        raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(Path(path), lambda p: p.write_text(text))
+def atomic_write_text(path: Path, text: str, what: str | None = None) -> None:
+    atomic_write_bytes(Path(path), lambda p: p.write_text(text), what)
+
+
+def content_hash(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over names, dtypes, shapes and bytes: the identity of cached outputs, not of their file."""
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_verified_npz(path: Path, arrays: dict[str, np.ndarray], what: str) -> None:
+    """Cached arrays with the hash of their content stored inside (``HASH_KEY``), atomically."""
+    def save(p):
+        with open(p, "wb") as f:
+            np.savez(f, **arrays, **{HASH_KEY: np.array(content_hash(arrays))})
+    atomic_write_bytes(Path(path), save, what)
+
+
+def read_verified_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of ``write_verified_npz``, or None (with a warning) when the file is unreadable, has no
+    recorded hash (written before hashes were) or its content no longer matches it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        log.warning("cached outputs %s unreadable (%s); recomputing", path, one_line(e, 120))
+        return None
+    return _verified(path, out.pop(HASH_KEY, None), out, content_hash)
+
+
+def write_verified_json(path: Path, obj, what: str) -> None:
+    atomic_write_text(Path(path), json.dumps({"sha256": _json_hash(obj), "value": obj}, sort_keys=True), what)
+
+
+def read_verified_json(path: Path):
+    """The object of ``write_verified_json``, or None (with a warning) as ``read_verified_npz``."""
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        log.warning("cached result %s unreadable (%s); recomputing", path, one_line(e, 120))
+        return None
+    if not (isinstance(stored, dict) and set(stored) == {"sha256", "value"}):
+        stored = {"sha256": None, "value": stored}
+    return _verified(path, stored["sha256"], stored["value"], _json_hash)
+
+
+def _json_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _verified(path: Path, recorded, value, digest):
+    if recorded is None:
+        log.warning("cached result %s has no recorded hash (written by an older version); recomputing once",
+                    path)
+        return None
+    if str(recorded) != digest(value):
+        log.warning("cached result %s does not match the hash recorded when it was written (changed or "
+                    "damaged since); recomputing", path)
+        return None
+    return value
 
 
 class ModelCache:
@@ -103,8 +190,15 @@ class ModelCache:
             t0 = time.perf_counter()
             facts = train(model)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            atomic_write_bytes(pt, lambda p: torch.save(state, p))
+            atomic_write_bytes(pt, lambda p: _save(state, p), f"the cached {kind} model")
             meta = {"kind": kind, "key": key, "spec": spec, "sha256": file_sha256(pt),
                     "train_s": time.perf_counter() - t0, "trained_by_pid": os.getpid(), **facts}
-            atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str))
+            atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str), f"the cached {kind} model")
             return model, meta, False
+
+
+def _save(state: dict, path: Path) -> None:
+    # through a Python file: a full disk is then OSError(ENOSPC), where torch's own writer on a path raises
+    # "RuntimeError: [enforce fail at inline_container.cc] unexpected pos"
+    with open(path, "wb") as f:
+        torch.save(state, f)

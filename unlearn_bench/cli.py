@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
+from unlearn_bench.errors import ConfigError, Interrupted, UnlearnBenchError, one_line
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("unlearn_bench")
@@ -28,6 +28,16 @@ def _join(classes) -> str:
 
 
 OmegaConf.register_new_resolver("ub_join", _join, replace=True)
+
+
+def method_seed_tag(seed, method_seed) -> str:
+    """The run folder's suffix for a method seed: none when it is the training seed, so folders written
+    before ``method_seed`` existed keep their names; else ``-mseed<k>``, so a sweep over method seeds
+    writes one folder per run."""
+    return "" if str(method_seed) == str(seed) else f"-mseed{method_seed}"
+
+
+OmegaConf.register_new_resolver("ub_mseed", method_seed_tag, replace=True)
 
 
 def _keys(node, prefix: str = "") -> list[str]:
@@ -96,6 +106,15 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
         except OmegaConfBaseException:  # e.g. ${hydra:runtime.cwd}: resolvable only inside the run
             continue
         writable_dir(path, key)
+    from unlearn_bench.rundir import check_name, take_overwrite
+    take_overwrite(cfg)  # overwrite=maybe: one line before Hydra starts
+    names = [v for o in overrides if o.key_or_group == "name"
+             for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.value()])]
+    try:
+        for name in names or [cfg.name]:  # every swept name, else the composed one (an experiment's)
+            check_name(cfg.runs_dir, name)
+    except OmegaConfBaseException:
+        pass
 
 
 def writable_dir(path: str, key: str) -> None:
@@ -148,18 +167,25 @@ def _explain(e: Exception, overrides, compose, config_name: str) -> str:
     return f"the command line does not compose ({one_line(text, 200)}); fix: correct that override"
 
 
+# jobs of this process: how a stopped sweep says what it left (the basic launcher runs them here, in turn)
+_jobs: dict = {"finished": 0, "current": None}
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> float | None:
-    from unlearn_bench.pipeline import run
+    from unlearn_bench.pipeline import _hydra_run_dir, run
+    _jobs["current"] = _hydra_run_dir()
     try:
         result = run(cfg)  # validates the whole config before it writes or trains anything
     except UnlearnBenchError as e:
         print(f"error: {one_line(e, 1000)}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: this run wrote no metrics.json; rerun the same command to resume (finished runs "
-              "are skipped)", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C where interrupts.install did not run (e.g. a submitit job)
+        print(f"interrupted by SIGINT: run {_jobs['current']} left unfinished; rerun the same command to resume",
+              file=sys.stderr)
         sys.exit(130)
+    _jobs["finished"] += 1
+    _jobs["current"] = None
     acc = result.get("acc/forget_train")
     log.info("%s: %s", result.get("method"), {k: round(v, 4) for k, v in result.items()
                                                if k.startswith("acc/") and isinstance(v, float)})
@@ -171,16 +197,42 @@ def main() -> None:
     args, _ = get_args_parser().parse_known_args()
     special = args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or \
         args.config_path or args.config_dir or args.experimental_rerun
-    if not special:
-        try:
-            preflight(list(args.overrides), args.config_name or "config", bool(args.multirun))
-            if args.multirun:  # every job validated before the first one starts
-                from unlearn_bench.sweep_check import check_sweep
-                check_sweep(list(args.overrides), args.config_name or "config")
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-    _app()
+    from unlearn_bench import interrupts
+    interrupts.install()  # SIGTERM / SIGINT -> Interrupted, reported below in one line
+    total = None
+    try:
+        if not special:
+            try:
+                preflight(list(args.overrides), args.config_name or "config", bool(args.multirun))
+                if args.multirun:  # every job validated before the first one starts
+                    from unlearn_bench.sweep_check import check_sweep, count_jobs
+                    check_sweep(list(args.overrides), args.config_name or "config")
+                    total = count_jobs(list(args.overrides), args.config_name or "config")
+            except ConfigError as e:
+                print(f"error: {e}", file=sys.stderr)
+                sys.exit(2)
+        _app()
+    except Interrupted as e:
+        print(interrupted_line(e, bool(args.multirun), total), file=sys.stderr)
+        sys.exit(interrupts.exit_status(e))
+
+
+def interrupted_line(e: Interrupted, multirun: bool, total: int | None) -> str:
+    """The one line a stopped run or sweep prints: what was left, and that the same command resumes it."""
+    done, current = _jobs["finished"], _jobs["current"]
+    fix = "rerun the same command to resume"
+    if not multirun:
+        if current is None:
+            return f"{e}: the run had not started; {fix}"
+        return f"{e}: run {current} left unfinished; {fix}"
+    parts = [f"{done} of {total} jobs finished" if total else f"{done} jobs finished here"]
+    if current is not None:
+        parts.append(f"1 interrupted ({current})")
+    if total:
+        parts.append(f"{max(total - done - (current is not None), 0)} did not start")
+    else:  # another launcher or sweeper: its jobs run elsewhere or are chosen as it goes
+        parts.append("jobs of other processes or launchers may not have finished")
+    return f"{e}: sweep left unfinished: {', '.join(parts)}; {fix} (finished runs are skipped)"
 
 
 if __name__ == "__main__":

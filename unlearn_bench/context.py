@@ -9,7 +9,6 @@ import logging
 import resource
 import threading
 import time
-import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearn_bench import evaluation
 from unlearn_bench.batches import Normalizer
-from unlearn_bench.cache import ModelCache, atomic_write_bytes, atomic_write_text, spec_key
+from unlearn_bench.cache import (
+    ModelCache,
+    read_verified_json,
+    read_verified_npz,
+    spec_key,
+    write_verified_json,
+    write_verified_npz,
+)
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.splits import Split, make_split
 from unlearn_bench.training import cross_entropy, fit, norm_stats_scope, precision_scope, resolve_precision
@@ -50,7 +56,9 @@ def plain_config(cfg: DictConfig) -> dict:
 # 2: Fr/Fs as the LRA-NPP authors compute them; LRA-NPP keeps the bias, breaks ties by first sight, ViT edits
 # the head only; JiT in eval mode with constant neighbours; GKT gates its generator step.
 # 3: the entropy attack's non-members are the whole test split (SSD); KLOM under eval=full.
-RESULTS_VERSION = 3
+# 4: the baselines run as their authors' code runs them (docs/baselines.md); population attacks are means over
+# eval.mia_draws draws
+RESULTS_VERSION = 4
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -64,6 +72,8 @@ def config_hash(cfg: DictConfig) -> str:
         c["_data_stamp"] = stamp
     for volatile in ("cache_dir", "logger", "progress", "runs_dir"):
         c.pop(volatile, None)
+    if c.get("method_seed") == c.get("seed"):  # the default: a run finished before method_seed keeps its hash
+        c.pop("method_seed", None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -72,13 +82,21 @@ def setup_hash(cfg: DictConfig, data_fingerprint: str | None = None) -> str:
     paired and averaged (the report never pools runs of different setups). A user's own data enter by
     content (``data_fingerprint``), not by path."""
     c = plain_config(cfg)
-    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "name", "device", "channels_last"):
+    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "method_seed", "name", "device",
+              "channels_last"):
         c.pop(k, None)
     c.get("forget", {}).pop("classes", None)
     if data_fingerprint:
         c["data"].pop("path", None)
         c["data"]["fingerprint"] = data_fingerprint
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def method_seed(cfg: DictConfig) -> int:
+    """The seed of the method's own randomness (its draws, shuffles, random labels); ``seed`` trains the
+    original and the oracle. A config written before ``method_seed`` existed uses ``seed`` for both."""
+    value = cfg.get("method_seed")
+    return int(cfg.seed if value is None else value)
 
 
 def pick_device(name: str) -> str:
@@ -225,21 +243,13 @@ class Context:
         """Logits of a *cached* model on this run's splits, computed once per (checkpoint, split) and kept
         beside the checkpoint: every method of a sweep shares the original's and the oracle's outputs."""
         path = self._outputs_path(meta, ".npz")
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    out = {k: z[k] for k in z.files}
-                if set(out) == set(self.subsets) and all(len(out[k]) == len(v) for k, v in self.subsets.items()):
-                    return out
-            except (OSError, ValueError, zipfile.BadZipFile):
-                log.warning("cached logits %s unreadable; recomputing", path.name)
+        out = read_verified_npz(path) if path.exists() else None  # its content hash checked, else None
+        if out is not None and set(out) == set(self.subsets) and \
+                all(len(out[k]) == len(v) for k, v in self.subsets.items()):
+            return out
         out = evaluation.collect(model, self.subsets, self.cfg.eval.batch_size)
         path.parent.mkdir(parents=True, exist_ok=True)
-
-        def save(p):
-            with open(p, "wb") as f:
-                np.savez(f, **out)
-        atomic_write_bytes(path, save)
+        write_verified_npz(path, out, "cached logits")
         return out
 
     def _outputs_path(self, meta: dict, suffix: str) -> Path:
@@ -253,14 +263,12 @@ class Context:
         version). On full CIFAR the population attacks of the original and the oracle cost seconds of CPU
         per run (an RBF SVC on 18,000 points), the same in every run of a sweep."""
         path = self._outputs_path(meta, f"-{tag}.json")
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except (OSError, ValueError):
-                log.warning("cached metrics %s unreadable; recomputing", path.name)
+        out = read_verified_json(path) if path.exists() else None  # its content hash checked, else None
+        if isinstance(out, dict):
+            return out
         out = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(out, sort_keys=True))
+        write_verified_json(path, out, "cached attack results")
         return out
 
     def unlearn_data(self, method: Method, retain: Subset, oracle, seed: int, logger=False,

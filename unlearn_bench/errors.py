@@ -33,3 +33,28 @@ class CacheError(UnlearnBenchError):
 
 class Diverged(UnlearnBenchError):
     """Training produced NaN/inf loss or weights; the run is recorded as failed."""
+
+
+class RunDirError(UnlearnBenchError):
+    """A run directory cannot take this run: it holds another configuration's result, another process is
+    writing it, or it lies outside ``runs_dir``."""
+
+
+class DiskFull(UnlearnBenchError):
+    """A write failed for want of space; what was half written has been removed."""
+
+    def __init__(self, where, what: str):
+        super().__init__(f"no space left on {where} while writing {what}; fix: free space or set "
+                         f"cache_dir/runs_dir elsewhere")
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT reached a run (``unlearn_bench.interrupts``). A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way (Lightning's, Hydra's) records it as an
+    ordinary failure and carries on; not a KeyboardInterrupt, which Lightning turns into ``sys.exit(1)``."""
+
+    def __init__(self, signum: int):
+        import signal
+        self.signum = int(signum)
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")

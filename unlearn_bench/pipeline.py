@@ -1,7 +1,9 @@
 """``run(cfg) -> dict``: one unlearning run, end to end. The Hydra entry point is a thin wrapper.
 
-Order: validate everything (no file written) -> write config/split/env -> original model (cached) ->
-unlearn (timed alone) -> collect outputs -> metrics -> predictions.npz -> metrics.json (last, atomic).
+Order: validate everything (no file written) -> lock the run directory (``rundir``: one writer; a finished
+run of another configuration is refused or, with overwrite=true, kept aside) -> write config/split/env ->
+original model (cached) -> unlearn (timed alone) -> collect outputs -> metrics -> predictions.npz ->
+metrics.json (last, atomic).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unlearn_bench import eval_suite, evaluation, metrics
+from unlearn_bench.cache import atomic_write_bytes, atomic_write_text, is_disk_full
 from unlearn_bench.context import (  # noqa: F401  (re-exported: the pipeline's public names)
     RANDOM_SEED_OFFSET,
     RETRAIN_SEED_OFFSET,
@@ -25,12 +28,14 @@ from unlearn_bench.context import (  # noqa: F401  (re-exported: the pipeline's 
     choices,
     config_hash,
     measure,
+    method_seed,
     pick_device,
     plain_config,
     setup_hash,
 )
-from unlearn_bench.errors import Diverged
+from unlearn_bench.errors import DiskFull, Diverged
 from unlearn_bench.reference_models import ReferenceModels
+from unlearn_bench.rundir import claim, run_lock, take_overwrite
 from unlearn_bench.store import env_info, read_complete, write_json
 from unlearn_bench.training import check_finite, norm_stats_scope, precision_scope
 from unlearn_bench.validate import validate_config
@@ -41,24 +46,48 @@ log = logging.getLogger("unlearn_bench")
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Run one (data, model, method, forget set, seed) configuration; returns metrics.json's content."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
-    done = read_complete(run_dir)
+    cfg, overwrite = take_overwrite(cfg)
+    done = _finished(run_dir, cfg)
     if done is not None:
-        try:
-            same = done.get("config_hash") == config_hash(cfg)
-        except Exception:  # a broken config is reported by validation below, in one line
-            same = False
-        if same:
-            log.info("skipping %s: a complete metrics.json for this config exists", run_dir)
-            return done
+        return done
 
     ctx = validate_config(cfg)
     chash = config_hash(cfg)
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
+    with run_lock(run_dir):  # a second process on this folder is refused, not interleaved
+        done = _finished(run_dir, cfg)  # it may have finished while this one validated
+        if done is not None:
+            return done
+        try:
+            return _write_run(ctx, cfg, run_dir, chash, overwrite)
+        except OSError as e:  # a full disk under a file written without atomic_write_bytes
+            if is_disk_full(e):
+                raise DiskFull(Path(e.filename).parent if e.filename else run_dir, "the run's files") from e
+            raise
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", "predictions.npz"):  # a finished run of a *different* config
-        (run_dir / stale).unlink(missing_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(plain_config(cfg))))
+
+def _finished(run_dir: Path, cfg: DictConfig) -> dict | None:
+    """metrics.json of this very configuration in ``run_dir`` (the run is skipped), else None."""
+    done = read_complete(run_dir)
+    if done is None:
+        return None
+    try:
+        same = done.get("config_hash") == config_hash(cfg)
+    except Exception:  # a broken config is reported by validation, in one line
+        same = False
+    if same:
+        log.info("skipping %s: a complete metrics.json for this config exists", run_dir)
+        return done
+    return None
+
+
+def _write_run(ctx: Context, cfg: DictConfig, run_dir: Path, chash: str, overwrite: bool) -> dict:
+    done = read_complete(run_dir)
+    if done is not None:  # a finished run of another configuration
+        claim(run_dir, done, plain_config(cfg), overwrite)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # a damaged one, not a result
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain_config(cfg))),
+                      "the run's config.yaml")
     ctx.split.save(run_dir / "split.json")
     write_json(run_dir / "env.json", env_info(ctx.device))
 
@@ -76,16 +105,17 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     cfg = ctx.cfg
     ctx.to_device()
     original, meta, hit = ctx.original(logger)
-    data = ctx.unlearn_data(ctx.method, ctx.subsets["retain_train"], lambda: ctx.retrain(logger), int(cfg.seed),
+    mseed = method_seed(cfg)  # the method's draws; cfg.seed made the original and the oracle
+    data = ctx.unlearn_data(ctx.method, ctx.subsets["retain_train"], lambda: ctx.retrain(logger), mseed,
                             logger.lightning("unlearn"), bool(cfg.progress))
 
     result = {"status": "ok", "method": ctx.method_label, "data": ctx.labels.get("data", ctx.data.name),
               "model": ctx.labels.get("model", ""), "forget": "-".join(map(str, ctx.split.forget_classes)),
-              "seed": int(cfg.seed), "regime": ctx.method.regime.value, "name": cfg.name,
+              "seed": int(cfg.seed), "method_seed": mseed, "regime": ctx.method.regime.value, "name": cfg.name,
               "uses_unseen_retain": bool(ctx.method.needs_unseen_retain), "uses_oracle": ctx.method.needs_oracle,
               "config_hash": chash, "setup": setup_hash(cfg, ctx.data.fingerprint), "original_cache_hit": hit, "original_train_s": meta.get("train_s")}
     cost: dict = {}
-    torch.manual_seed(int(cfg.seed))
+    torch.manual_seed(mseed)
     working_copy = copy.deepcopy(original)  # not part of the method's cost
     try:
         with measure(ctx.device, cost, "unlearn"), norm_stats_scope(str(cfg.norm_stats)):
@@ -110,10 +140,10 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     result.update(evals)
     result["cost/eval_s"] = time.perf_counter() - t0  # everything above: collection, attacks, oracle, references
 
-    np.savez_compressed(run_dir / "predictions.npz",
-                        **{f"logits_{k}": v for k, v in logits_u.items()},
-                        **{f"original_logits_{k}": v for k, v in logits_o.items()},
-                        **{f"labels_{k}": v for k, v in labels.items()}, **arrays)
+    predictions = {**{f"logits_{k}": v for k, v in logits_u.items()},
+                   **{f"original_logits_{k}": v for k, v in logits_o.items()},
+                   **{f"labels_{k}": v for k, v in labels.items()}, **arrays}
+    atomic_write_bytes(run_dir / "predictions.npz", lambda p: _savez(p, predictions), "predictions.npz")
     ctx.method.write_artifacts(run_dir, original, unlearned, data)
     write_json(run_dir / "metrics.json", result)
     logger.log_summary(result)
@@ -123,12 +153,15 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
 def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, logits_o, logits_u, labels):
     """Every metric family beyond accuracies (eval_suite); writes per_class.csv and roc.csv. Returns the
     metrics and the retrain oracle's logits (for predictions.npz) when the oracle was used."""
-    ev, seed = ctx.cfg.eval, int(ctx.cfg.eval.seed)
-    mia_tag = f"mia-v{eval_suite.POPULATION_MIA_VERSION}-seed{seed}-o{meta_o['sha256'][:12]}"  # Fr reads logits_o
-    mia_o = ctx.cached_metrics(meta_o, mia_tag, lambda: eval_suite.population_mias(logits_o, labels, logits_o, seed))
+    ev, seed, draws = ctx.cfg.eval, int(ctx.cfg.eval.seed), int(ctx.cfg.eval.mia_draws)
+    mia_tag = (f"mia-v{eval_suite.POPULATION_MIA_VERSION}-seed{seed}-draws{draws}"
+               f"-o{meta_o['sha256'][:12]}")  # Fr reads logits_o
+    mia_o = ctx.cached_metrics(meta_o, mia_tag,
+                               lambda: eval_suite.population_mias(logits_o, labels, logits_o, seed, draws))
     same = all(np.array_equal(logits_u[k], logits_o[k]) for k in logits_o)  # e.g. `none`: attacks are identical
-    out = dict(mia_o) if same else eval_suite.population_mias(logits_u, labels, logits_o, seed)
+    out = dict(mia_o) if same else eval_suite.population_mias(logits_u, labels, logits_o, seed, draws)
     out.update({f"original/{k}": v for k, v in mia_o.items()})
+    out["eval/mia_draws"] = draws
     random_model = ctx.build_model(int(ctx.cfg.seed) + RANDOM_SEED_OFFSET).to(ctx.device)
     forget_random = evaluation.predict_logits(random_model, ctx.subsets["forget_train"], ev.batch_size)
     out["zrf"] = metrics.zrf(logits_u["forget_train"], forget_random)
@@ -142,7 +175,7 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
         out["eval/retrain_cache_hit"], out["eval/retrain_train_s"] = rmeta["cache_hit"], rmeta.get("train_s")
         out.update(eval_suite.accuracies(logits_r, labels, prefix="retrain/"))
         mia_r = ctx.cached_metrics(rmeta, mia_tag,
-                                   lambda: eval_suite.population_mias(logits_r, labels, logits_o, seed))
+                                   lambda: eval_suite.population_mias(logits_r, labels, logits_o, seed, draws))
         out.update({f"retrain/{k}": v for k, v in mia_r.items()})
         out["retrain/zrf"] = metrics.zrf(logits_r["forget_train"], forget_random)
         out.update(eval_suite.oracle_distances(logits_u, logits_r, labels, out, mia_r))
@@ -183,8 +216,20 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
     return out, arrays
 
 
+def _savez(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a temporary name
+        np.savez_compressed(f, **arrays)
+
+
 def _hydra_run_dir() -> Path:
     from hydra.core.hydra_config import HydraConfig
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
     return Path.cwd()
+
+
+def finished(run_dir: str | Path, cfg: DictConfig) -> dict | None:
+    """metrics.json of a finished run of exactly ``cfg`` in ``run_dir``, else None: the test a run applies
+    before it starts, for launchers that drop finished runs before submitting them."""
+    cfg, _ = take_overwrite(cfg)
+    return _finished(Path(run_dir), cfg)

@@ -4,6 +4,7 @@ written last and atomically, metrics.json. Tables are rebuilt from run directori
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 import subprocess
@@ -15,6 +16,7 @@ import torch
 
 from unlearn_bench.cache import atomic_write_text
 
+log = logging.getLogger("unlearn_bench")
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "numpy", "scikit-learn",
             "pandas", "zennit", "wandb", "unlearn-bench")
 
@@ -59,21 +61,63 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 def read_complete(run_dir: Path) -> dict | None:
-    """metrics.json of a finished run, or None."""
+    """metrics.json of a finished run, or None (also when it is not a JSON object)."""
     p = Path(run_dir) / "metrics.json"
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text())
-    except (json.JSONDecodeError, OSError):
+        m = json.loads(p.read_text())
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
         return None
+    return m if isinstance(m, dict) else None
+
+
+# every run's metrics.json names these; the report groups and pairs runs by them
+REQUIRED = {"status": str, "method": str, "data": str, "model": str, "forget": str, "seed": int}
+
+
+def damage(p: Path) -> str | None:
+    """Why ``p`` (a metrics.json) cannot be a row of the report, or None when it can."""
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        return f"unreadable ({e.__class__.__name__})"
+    except json.JSONDecodeError as e:
+        return f"not JSON ({e.msg} at line {e.lineno})"
+    if not isinstance(m, dict):
+        return f"a JSON {type(m).__name__}, not an object"
+    for k, t in REQUIRED.items():
+        if k not in m:
+            return f"no {k!r} key"
+        if not isinstance(m[k], t) or isinstance(m[k], bool):
+            return f"{k}={m[k]!r} is not a {t.__name__}"
+    for k, v in m.items():
+        if "/" not in k or v is None or isinstance(v, bool):  # metrics are "family/name"; the rest bookkeeping
+            continue
+        if not isinstance(v, (int, float)):
+            return f"{k}={v!r} is not a number"
+        if not math.isfinite(v):
+            return f"{k}={v} (the harness writes null for a value it could not compute)"
+    return None
 
 
 def load_results(root: str | Path) -> pd.DataFrame:
-    """One row per run directory under ``root`` (any depth) holding a metrics.json."""
-    rows = []
-    for p in sorted(Path(root).rglob("metrics.json")):
-        m = read_complete(p.parent)
-        if m is not None:
-            rows.append({**m, "run_dir": str(p.parent)})
-    return pd.DataFrame(rows)
+    """One row per run directory under ``root`` (any depth) holding a metrics.json. A damaged one (not a
+    JSON object, a key the report needs missing, a value that is not a number) is skipped with a warning
+    naming the file; ``df.attrs`` holds ``found`` (metrics.json files), ``loaded`` (rows) and ``skipped``
+    ([(file, why)]), and one warning line states found against loaded."""
+    rows, skipped = [], []
+    found = sorted(Path(root).rglob("metrics.json"))
+    for p in found:
+        why = damage(p)
+        if why is not None:
+            skipped.append((str(p), why))
+            log.warning("skipping %s: %s; the rest of the runs are reported", p, why)
+            continue
+        rows.append({**json.loads(p.read_text()), "run_dir": str(p.parent)})
+    if skipped:
+        log.warning("%d of %d metrics.json under %s reported; %d skipped (named above)", len(rows), len(found),
+                    root, len(skipped))
+    df = pd.DataFrame(rows)
+    df.attrs.update(found=len(found), loaded=len(rows), skipped=skipped)
+    return df

@@ -46,6 +46,24 @@ def sweep_jobs(args: list[str], compose, config_name: str = "config") -> list[li
     return BasicSweeper.split_arguments(overrides, None)[0]
 
 
+def count_jobs(args: list[str], config_name: str = "config") -> int | None:
+    """How many jobs the multirun ``args`` launches in this process, or None when that is not known here
+    (a sweeper choosing as it goes, or a launcher that runs jobs in other processes)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from unlearn_bench.cli import CONFIG_DIR, _first_values
+    try:
+        with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
+            jobs = sweep_jobs(args, compose, config_name)
+            first = compose(config_name, overrides=_first_values(OverridesParser.create().parse_overrides(args)),
+                            return_hydra_config=True)
+            launcher = str(first.hydra.launcher.get("_target_", ""))
+    except (HydraException, ValueError):
+        return None
+    return len(jobs) if jobs is not None and launcher.endswith("BasicLauncher") else None
+
+
 def unnamed_keys(sweep_dirs: str, varying: set[str]) -> list[str]:
     """The swept keys that ``sweep_dirs`` (the raw, unresolved ``hydra.sweep.dir`` and ``subdir``) does not
     name: jobs that differ only in them would write to one run directory."""

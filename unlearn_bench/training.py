@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import nn
 
 from unlearn_bench.errors import Diverged
+from unlearn_bench.interrupts import no_keyboard_interrupt
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -208,13 +209,17 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
         callbacks.append(ThrottledProgressBar(PROGRESS_INTERVAL_S if _is_terminal() else LOG_PROGRESS_INTERVAL_S))
     if cuda:  # fp32 leftovers outside autocast (e.g. the optimizer's math) may use TF32 tensor cores
         torch.set_float32_matmul_precision("high")
-    return L.Trainer(
+    trainer = L.Trainer(
         accelerator="gpu" if cuda else "cpu", devices=[_index(device)] if cuda else 1,
         precision=precision, benchmark=cuda,
         max_epochs=max_epochs if max_epochs is not None else (-1 if max_steps > 0 else 1), max_steps=max_steps,
         logger=logger, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
         enable_progress_bar=progress, callbacks=callbacks, log_every_n_steps=1 if logger else 50,
     )
+    # Signals stay with the process (unlearn_bench.interrupts): Lightning's SIGTERM handler would end fit with
+    # SystemExit, status 0, and under Slurm it bypasses SIGTERM and requeues on SIGUSR1 behind submitit's back
+    trainer._signal_connector.register_signal_handlers = lambda: None
+    return trainer
 
 
 def _is_terminal() -> bool:
@@ -258,7 +263,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
                         cosine_schedule(total) if schedule == "cosine" else None, after_step, max_steps)
     trainer = make_trainer(device, epochs, max_steps, logger, progress)
     model.train()
-    with plain_cuda_check():
+    with plain_cuda_check(), no_keyboard_interrupt():  # Ctrl-C outside the CLI stays a KeyboardInterrupt
         trainer.fit(module, train_dataloaders=batches)
     model.eval()
     if module._count:  # a max_steps stop can end mid-epoch
