@@ -50,7 +50,8 @@ def test_multirun_report_and_resume(tmp_path, cache_dir, methods):
 
     md = write_report(tmp_path / "sweep")
     table = pd.read_csv(tmp_path / "sweep" / "results.csv")
-    expected = ["Original", "retrain", "none"] if "retrain" in methods else ["Original", *methods]
+    # `none` returns the original unchanged, so its runs are the Original row (shown once)
+    expected = ["Original", *(m for m in methods if m != "none")]
     assert table["method"].tolist() == expected and (table["n"] == 2).all()
     assert "Original" in md and (tmp_path / "sweep" / "report.md").exists()
     assert (tmp_path / "sweep" / "pareto-digits-mlp.png").stat().st_size > 1000
@@ -71,15 +72,29 @@ def test_joblib_launcher_runs_in_parallel_and_resumes(tmp_path, cache_dir, metho
     assert _mtimes(tmp_path) == before
 
 
-@pytest.mark.parametrize("launcher, target", [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher"),
-                                              ("slurm_local", "LocalLauncher"), ("ray_cluster", "RayLauncher")])
+@pytest.mark.parametrize("launcher, target", [("local", "JoblibLauncher"), ("slurm", "SlurmArrayLauncher"),
+                                              ("slurm_cpu", "SlurmArrayLauncher"),
+                                              ("slurm_local", "LocalArrayLauncher"), ("ray_cluster", "RayLauncher")])
 def test_launcher_configs_compose(launcher, target):
-    plugin = {"ray_cluster": "hydra_plugins.hydra_ray_launcher", "local": "hydra_plugins.hydra_joblib_launcher"}
-    pytest.importorskip(plugin.get(launcher, "hydra_plugins.hydra_submitit_launcher"))
-    cfg = compose([f"hydra/launcher={launcher}"])
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+
+    cfg = compose([f"hydra/launcher={launcher}", "name=exp"])
     assert cfg.hydra.launcher._target_.endswith(target)
+    # Hydra instantiates only launchers it discovers under hydra_plugins: ours must be among them
+    assert target in {c.__name__ for c in Plugins.instance().discover(Launcher)}
+    if launcher.startswith("slurm"):
+        assert cfg.hydra.launcher.timeout_min > 0 and cfg.hydra.launcher.name == "ub-exp"
+        assert cfg.hydra.launcher.gpus_per_node == (1 if launcher == "slurm" else 0)
     if launcher == "slurm":
-        assert cfg.hydra.launcher.timeout_min > 0 and cfg.hydra.launcher.gpus_per_node == 1
+        setup = OmegaConf.to_container(cfg.hydra.launcher.setup, resolve=True)
+        assert "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK" in " ".join(setup)
+        assert not any("WANDB_MODE" in line for line in setup)  # logger.mode decides, not the job's shell
+    if launcher == "ray_cluster":
+        from hydra_plugins.unlearn_bench_launchers.ray_launcher import init_kwargs
+        # Ray refuses object_store_memory when joining a running cluster
+        assert "object_store_memory" not in init_kwargs({"address": "127.0.0.1:6379", "object_store_memory": 1})
+        assert init_kwargs({"address": None})["object_store_memory"] > 0
 
 
 @pytest.mark.parametrize("sweeper", SWEEPERS)
@@ -103,11 +118,21 @@ def test_optuna_search_spaces_name_real_keys(sweeper):
 
 
 @pytest.mark.slow
-def test_submitit_local_executor_runs(tmp_path, cache_dir):
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    _cli(["-m", *QUICK, "method=none", "seed=0", "name=sub", "hydra/launcher=slurm_local"], tmp_path, cache_dir)
+def test_submitit_local_executor_runs_and_a_relaunch_submits_nothing(tmp_path, cache_dir):
+    base = ["-m", *QUICK, "method=none", "name=sub", "hydra/launcher=slurm_local"]
+    _cli([*base, "seed=0"], tmp_path, cache_dir)
     assert len(list((tmp_path / "sub").rglob("metrics.json"))) == 1
-    assert list((tmp_path / "sub" / ".submitit").iterdir())  # it went through submitit's job folders
+    jobs = set((tmp_path / "sub" / ".submitit").iterdir())
+    assert jobs  # it went through submitit's job folders
+    out = _cli([*base, "seed=0,1", "hydra.launcher.dry_run=true"], tmp_path, cache_dir).stdout
+    assert "1 of 2 runs already finished (skipped); would submit 1" in out and "seed=1" in out
+    assert set((tmp_path / "sub" / ".submitit").iterdir()) == jobs  # a dry run submits nothing
+    _cli([*base, "seed=0,1"], tmp_path, cache_dir)
+    jobs2 = set((tmp_path / "sub" / ".submitit").iterdir())
+    assert len(jobs2 - jobs) == 1  # only the unfinished run was submitted
+    out = _cli([*base, "seed=0,1"], tmp_path, cache_dir).stdout
+    assert "2 of 2 runs already finished (skipped); submitting 0" in out
+    assert set((tmp_path / "sub" / ".submitit").iterdir()) == jobs2
 
 
 @pytest.mark.slow
@@ -127,7 +152,7 @@ def test_optuna_tune_minimises_the_gap(tmp_path, cache_dir):
 
 @pytest.mark.slow
 def test_ray_launcher_runs_locally(tmp_path, cache_dir):
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    pytest.importorskip("ray")
     _cli(["-m", *QUICK, "method=none", "seed=0,1", "name=ray", "hydra/launcher=ray_cluster"], tmp_path, cache_dir)
     assert len(list((tmp_path / "ray").rglob("metrics.json"))) == 2
 

@@ -1,0 +1,74 @@
+"""Finished runs are dropped before a launcher submits anything: a relaunched sweep asks the scheduler
+only for the runs still to do, instead of one allocation per run to print ``skipping``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+def _finished_return(hydra_context: HydraContext, sweep_config: DictConfig, overrides: Sequence[str],
+                     run_dir: Path, idx: int) -> JobReturn:
+    """What the job would have returned: the callbacks (e.g. a sweeper's objective) read the run's
+    metrics.json as they do after a run."""
+    with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
+        sweep_config.hydra.runtime.output_dir = str(run_dir.resolve())
+    with read_write(sweep_config.hydra.job), open_dict(sweep_config.hydra.job):
+        sweep_config.hydra.job.num = idx
+    task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+    ret = JobReturn(overrides=list(overrides), cfg=task_cfg, hydra_cfg=sweep_config,
+                    working_dir=str(run_dir), task_name=str(sweep_config.hydra.job.name),
+                    status=JobStatus.COMPLETED, _return_value=None)
+    hydra_context.callbacks.on_job_end(config=sweep_config, job_return=ret)
+    return ret
+
+
+def split_finished(config: DictConfig, hydra_context: HydraContext, job_overrides: Sequence[Sequence[str]],
+                   initial_job_idx: int) -> tuple[list[int], dict[int, JobReturn]]:
+    """Positions of the jobs still to run, and a completed ``JobReturn`` for each job whose run directory
+    already holds a finished run of exactly this configuration (the test the run itself applies)."""
+    from unlearn_bench.pipeline import finished
+
+    todo, done = [], {}
+    for i, overrides in enumerate(job_overrides):
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        HydraConfig.instance().set_config(sweep_config)
+        run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+        task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+        try:
+            result = finished(run_dir, task_cfg)
+        except Exception:  # a config the run itself will reject, in one line
+            result = None
+        if result is None:
+            todo.append(i)
+        else:
+            done[i] = _finished_return(hydra_context, sweep_config, overrides, run_dir, initial_job_idx + i)
+    HydraConfig.instance().set_config(config)
+    return todo, done
+
+
+def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+                      submit, dry_run: bool = False) -> list[JobReturn]:
+    """Drop finished runs, then ``submit(overrides_to_run, initial_job_idx)``; results come back in the
+    order of ``job_overrides``. ``dry_run`` lists what would be submitted and submits nothing."""
+    todo, done = split_finished(launcher.config, launcher.hydra_context, job_overrides, initial_job_idx)
+    print(f"{len(done)} of {len(job_overrides)} runs already finished (skipped); "
+          f"{'would submit' if dry_run else 'submitting'} {len(todo)}", flush=True)
+    if dry_run:
+        for i in todo:
+            print(f"  #{initial_job_idx + i}: {' '.join(filter_overrides(job_overrides[i]))}", flush=True)
+        pending = {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED, _return_value=None)
+                   for i in todo}
+        return [done.get(i) or pending[i] for i in range(len(job_overrides))]
+    launched = list(submit([job_overrides[i] for i in todo], initial_job_idx)) if todo else []
+    results = dict(zip(todo, launched))
+    results.update(done)
+    return [results[i] for i in range(len(job_overrides))]
