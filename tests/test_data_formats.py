@@ -210,8 +210,50 @@ def test_an_idx_file_whose_header_disagrees_with_its_size_is_refused(tmp_path, o
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz .*\(29, 28, 28\).*\(30,\)"):
         _load("MNIST", tmp_path / "data", tmp_path / "cache")
     _idx(raw / "train-images-idx3-ubyte.gz", images("MNIST", 3, 0)[0][:, 0])
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz .*promises 15680 data bytes .* holds 15681"):
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz .*promises 15680 data bytes .* holds 15680 or more"):
         _load("MNIST", tmp_path / "data", tmp_path / "cache")
+
+
+class _HugeArray:
+    """Pickles as a direct call of numpy.ndarray with a shape of the attacker's choosing."""
+
+    def __reduce__(self):
+        return np.ndarray, ((50_000_000,), np.dtype("O"))
+
+
+@pytest.mark.parametrize("payload", [_HugeArray(), np.zeros(3, dtype=object)], ids=["ndarray-call", "object-array"])
+def test_a_pickle_cannot_make_the_reader_allocate_an_array_it_does_not_hold(payload, tmp_path, offline):
+    folder = write_cifar(tmp_path / "data", "CIFAR10", images("CIFAR10", 3, 0), images("CIFAR10", 2, 1))
+    _pickle(folder / "data_batch_2", {"data": payload, "labels": []})
+    # an object array's contents come from the file itself (bounded by its size), and are then refused
+    why = r"ndarray called directly" if isinstance(payload, _HugeArray) else r"expected uint8 'data'"
+    with pytest.raises(DataError, match=rf"data_batch_2 .*{why}"):
+        _load("CIFAR10", tmp_path / "data", tmp_path / "cache")
+
+
+def test_an_idx_header_promising_more_than_any_mnist_file_is_refused_before_reading(tmp_path, offline):
+    write_dataset(tmp_path / "data", "MNIST")
+    path = tmp_path / "data" / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb") as f:  # 4 x 2^32 - 1 dims: the product overflows int64 in numpy
+        f.write(b"\x00\x00\x08\x04" + struct.pack(">4I", *[2**32 - 1] * 4))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz .*more than any MNIST file"):
+        _load("MNIST", tmp_path / "data", tmp_path / "cache")
+
+
+def test_mnist_files_in_a_folder_are_not_read_as_fashion_mnist(tmp_path, offline):
+    write_idx(tmp_path / "mnist", images("MNIST", 3, 0), images("MNIST", 2, 1))  # flat, named for MNIST
+    assert TorchvisionImages  # the reader below is the one data=fashion_mnist uses
+    from unlearn_bench.data_formats import read_dataset
+    assert read_dataset("FashionMNIST", tmp_path / "mnist") is None
+    assert read_dataset("MNIST", tmp_path / "mnist") is not None
+
+
+def test_svhn_labels_outside_one_to_ten_are_refused(tmp_path, offline):
+    write_dataset(tmp_path / "data", "SVHN")
+    m = {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1], [13]], np.uint8)}
+    savemat(tmp_path / "data" / "test_32x32.mat", m)
+    with pytest.raises(DataError, match=r"test_32x32\.mat .*labels must be 1\.\.10.*13"):
+        _load("SVHN", tmp_path / "data", tmp_path / "cache")
 
 
 def test_a_partial_copy_names_the_missing_file(tmp_path, offline):

@@ -140,6 +140,18 @@ def test_a_row_within_noise_of_retrain_is_marked_and_one_run_without_draws_is_no
     assert averaged.loc["near", "mia/fr"] == "0.810 ± 0.014 (draws ± 0.100)"  # the cell shows one draw's std
     single = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0}) + _seeds("x", **{"acc/forget_train": 0.0}))
     assert summarize(single, columns=["acc/forget_train"]).set_index("method").loc["x", "acc/forget_train"] == "0.000"
+    # one run against a Retrain row that has a spread: still no measured spread of its own, so no mark
+    one = pd.DataFrame(_seeds("retrain", seeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.05 * s})
+                       + _seeds("x", **{"acc/forget_train": 0.03}))
+    assert summarize(one, columns=["acc/forget_train"]).set_index("method").loc["x", "acc/forget_train"] == "0.030"
+
+
+def test_original_rows_keep_the_runs_number_of_attack_draws():
+    from unlearn_bench.report import _original_rows
+    df = pd.DataFrame(_seeds("lra_npp", seeds=(0, 1), **{"original/mia/fr": 0.1, "original/mia/fr_std": 0.3,
+                                                         "eval/mia_draws": 50}))
+    orig = _original_rows(df, ["data", "model", "forget"])
+    assert (orig["eval/mia_draws"] == 50).all() and (orig["method"] == "Original").all()
 
 
 def test_the_original_appears_once_unless_none_differs_from_it():

@@ -210,3 +210,23 @@ def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused():
     assert unnamed_keys(subdir, {"method.n", "seed"}) == ["method.n"]
     assert unnamed_keys("${hydra.job.override_dirname}", {"method.n"}) == []
     assert unnamed_keys("trial${hydra:job.num}", {"method.n"}) == []  # a folder per job names every key
+
+
+def test_launchers_submit_every_job_whose_folder_is_named_by_its_number():
+    from hydra_plugins.unlearn_bench_launchers.skip import split_finished
+    # Optuna trials live in trial<job.num>: nothing to look up before they are numbered (hydra_context unused)
+    cfg = compose(["experiment=tune", "method=finetune", "hydra/sweeper=optuna_finetune"])
+    assert split_finished(cfg, None, [["a=1"], ["a=2"]], 5) == ([0, 1], {})
+
+
+def test_a_dry_run_of_an_optuna_study_is_refused_in_one_line(capsys):
+    from types import SimpleNamespace
+
+    from hydra_plugins.unlearn_bench_launchers.skip import launch_unfinished
+    cfg = compose(["experiment=tune", "method=finetune", "hydra/sweeper=optuna_finetune"])
+    launcher = SimpleNamespace(config=cfg, hydra_context=None)
+    with pytest.raises(SystemExit) as e:
+        launch_unfinished(launcher, [["a=1"]], 0, submit=lambda *a: pytest.fail("submitted"), dry_run=True)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: hydra.launcher.dry_run") and "fix:" in err

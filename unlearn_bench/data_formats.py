@@ -11,6 +11,7 @@ CIFAR's pickles are read with an unpickler that resolves only the four globals t
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
 import struct
 import zlib
@@ -22,6 +23,7 @@ from unlearn_bench.errors import DataError, one_line
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train x (N,C,H,W) uint8, train y, test x, test y
 
+MAX_IDX_BYTES = 2**32  # far above any MNIST-format file (MNIST train images: 47 MB)
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 # torchvision's folder name, train files, test files, meta file, label key, class-name key in the meta file
@@ -47,22 +49,26 @@ def _idx_path(folder: Path, stem: str) -> Path | None:
 def read_idx(path: Path) -> np.ndarray:
     """One IDX file of unsigned bytes (LeCun et al.'s MNIST format): magic 0 0 8 ndim, ndim big-endian
     int32 sizes, then the data."""
-    try:
+    try:  # the header first, then exactly the bytes it promises: a gzip bomb is never inflated whole
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = bytearray(f.read())  # writable, so the tensor made from it may be written
+            magic = f.read(4)
+            if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or not 1 <= magic[3] <= 4:
+                raise _damaged(path, f"not an IDX file of unsigned bytes: header {magic.hex() or 'empty'}")
+            sizes = f.read(4 * magic[3])
+            if len(sizes) < 4 * magic[3]:
+                raise _damaged(path, "truncated inside its header")
+            dims = struct.unpack(f">{magic[3]}I", sizes)
+            need = math.prod(dims)
+            if need > MAX_IDX_BYTES:
+                raise _damaged(path, f"its header promises {need} data bytes {dims}, more than any MNIST file")
+            raw = bytearray(f.read(need))  # writable, so the tensor made from it may be written
+            extra = len(f.read(1))
     except (OSError, EOFError, zlib.error) as e:  # gzip signals truncation with EOFError
         raise _damaged(path, e) from None
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 4:
-        raise _damaged(path, f"not an IDX file of unsigned bytes: header {bytes(raw[:4]).hex() or 'empty'}")
-    ndim = raw[3]
-    head = 4 + 4 * ndim
-    if len(raw) < head:
-        raise _damaged(path, "truncated inside its header")
-    dims = struct.unpack(f">{ndim}I", raw[4:head])
-    need = int(np.prod(dims))
-    if len(raw) - head != need:
-        raise _damaged(path, f"its header promises {need} data bytes {dims}, it holds {len(raw) - head}")
-    return np.frombuffer(raw, np.uint8, offset=head).reshape(dims)
+    if len(raw) != need or extra:
+        raise _damaged(path, f"its header promises {need} data bytes {dims}, it holds "
+                             f"{len(raw)}{' or more' if extra else ''}")
+    return np.frombuffer(raw, np.uint8).reshape(dims)
 
 
 def read_idx_folder(folder: Path) -> Arrays | None:
@@ -84,9 +90,21 @@ def read_idx_folder(folder: Path) -> Arrays | None:
 
 
 # -- CIFAR: python pickles --------------------------------------------------------------------------------
-def _reconstruct():
+class _NdarrayMarker:
+    """Stands for ``numpy.ndarray`` in a CIFAR pickle: numpy's pickles only pass it to ``_reconstruct``;
+    called directly it could allocate an array of any size, so calling it is refused."""
+
+    def __init__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("numpy.ndarray called directly, which no numpy pickle does")
+
+
+def _reconstruct(subtype, shape, dtype):
+    """numpy's ``_reconstruct`` as its pickles call it: an empty base array whose contents the pickle's own
+    bytes then fill (so the size is bounded by the file); any other shape, or an object dtype, is refused."""
+    if subtype is not _NdarrayMarker or tuple(shape) != (0,) or np.dtype(dtype).hasobject:
+        raise pickle.UnpicklingError(f"unexpected array reconstruction ({shape}, {dtype})")
     core = getattr(np, "_core", None) or np.core  # numpy 2 moved it; pickles name either module
-    return core.multiarray._reconstruct
+    return core.multiarray._reconstruct(np.ndarray, shape, dtype)
 
 
 _CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -106,11 +124,11 @@ class _CifarUnpickler(pickle.Unpickler):
             raise DataError(f"{self.path} names {module}.{name}, which no CIFAR file holds: refused unread, "
                             f"as a pickle can run code; fix: use the files of the official download")
         if name == "_reconstruct":
-            return _reconstruct()
+            return _reconstruct
         if module == "_codecs":
             import codecs
             return codecs.encode
-        return getattr(np, name)
+        return _NdarrayMarker if name == "ndarray" else np.dtype
 
 
 def read_cifar_pickle(path: Path) -> dict:
@@ -171,7 +189,10 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     x, y = m.get("X"), m.get("y")
     if x is None or y is None or x.ndim != 4 or x.shape[2] != 3 or y.size != x.shape[3]:
         raise _damaged(path, "expected X of shape (32, 32, 3, N) and N labels y")
-    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8), y.reshape(-1).astype(np.int64) % 10
+    y = y.reshape(-1).astype(np.int64)
+    if len(y) and (y.min() < 1 or y.max() > 10):
+        raise _damaged(path, f"labels must be 1..10 (10 for the digit 0), found {y.min()}..{y.max()}")
+    return np.ascontiguousarray(x.transpose(3, 2, 0, 1)).astype(np.uint8), y % 10
 
 
 def read_svhn_folder(folder: Path) -> Arrays | None:
@@ -184,6 +205,10 @@ def read_svhn_folder(folder: Path) -> Arrays | None:
     return (*read_svhn_mat(paths[0]), *read_svhn_mat(paths[1]))
 
 
+def _plain(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def read_dataset(dataset: str, root: Path) -> Arrays | None:
     """``dataset`` (a torchvision class name) from ``root`` as torchvision lays it out, or from the folder
     holding the files themselves; None when ``root`` holds no copy, DataError when its copy is damaged."""
@@ -192,7 +217,10 @@ def read_dataset(dataset: str, root: Path) -> Arrays | None:
         return read_cifar_folder(root if root.name == sub else root / sub, dataset)
     if dataset == "SVHN":
         return read_svhn_folder(root)
-    for folder in (root / dataset / "raw", root):  # torchvision's layout; a folder of the files (Debian's)
+    folders = [root / dataset / "raw"]  # torchvision's layout
+    if _plain(root.name) == _plain(dataset):  # a folder of the files named after the dataset (Debian's
+        folders.append(root)                  # fashion-mnist): MNIST's files are never read as Fashion's
+    for folder in folders:
         arrays = read_idx_folder(folder)
         if arrays is not None:
             return arrays

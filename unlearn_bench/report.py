@@ -132,7 +132,8 @@ def _original_rows(ok: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     cols = [c for c in ok.columns if c.startswith("original/")]
     if not cols:
         return ok.iloc[0:0]
-    orig = ok.drop_duplicates(group + ["seed"])[group + ["seed"] + cols].copy()
+    keep = [c for c in ("eval/mia_draws",) if c in ok.columns]  # the original's attacks use the run's draws
+    orig = ok.drop_duplicates(group + ["seed"])[group + ["seed"] + keep + cols].copy()
     orig.columns = [c.removeprefix("original/") for c in orig.columns]
     orig["method"] = "Original"
     orig["cost/unlearn_s"] = 0.0

@@ -68,9 +68,9 @@ def cell(s: Spread, n: int | None = None) -> str:
 
 def within_noise(s: Spread, ref: Spread) -> bool:
     """Whether ``s`` lies within the combined spread of the oracle's row ``ref`` (module docstring)."""
+    if math.isnan(s.total) or math.isnan(s.mean) or math.isnan(ref.mean):
+        return False  # a row without a measured spread of its own is neither close nor far
     parts = [v for v in (s.total, ref.total) if not math.isnan(v)]
-    if not parts or math.isnan(s.mean) or math.isnan(ref.mean):
-        return False
     return abs(s.mean - ref.mean) <= math.sqrt(sum(v * v for v in parts)) + 1e-12
 
 

@@ -4,6 +4,7 @@ only for the runs still to do, instead of one allocation per run to print ``skip
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,11 @@ def split_finished(config: DictConfig, hydra_context: HydraContext, job_override
     already holds a finished run of exactly this configuration (the test the run itself applies)."""
     from unlearn_bench.pipeline import finished
 
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir", "")
+    if "job.num" in str(subdir) or "job.id" in str(subdir):
+        # folders named by job number (Optuna trials): a job's folder is known only once it is numbered,
+        # and a new trial is a new configuration anyway, so every job is submitted
+        return list(range(len(job_overrides))), {}
     todo, done = [], {}
     for i, overrides in enumerate(job_overrides):
         sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
@@ -59,6 +65,10 @@ def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_
                       submit, dry_run: bool = False) -> list[JobReturn]:
     """Drop finished runs, then ``submit(overrides_to_run, initial_job_idx)``; results come back in the
     order of ``job_overrides``. ``dry_run`` lists what would be submitted and submits nothing."""
+    if dry_run and "BasicSweeper" not in str(launcher.config.hydra.sweeper.get("_target_", "")):
+        print("error: hydra.launcher.dry_run lists the jobs of a grid sweep; a sweeper such as Optuna draws "
+              "its trials as results come in; fix: drop dry_run=true for this sweep", file=sys.stderr)
+        raise SystemExit(2)
     todo, done = split_finished(launcher.config, launcher.hydra_context, job_overrides, initial_job_idx)
     print(f"{len(done)} of {len(job_overrides)} runs already finished (skipped); "
           f"{'would submit' if dry_run else 'submitting'} {len(todo)}", flush=True)
