@@ -9,11 +9,12 @@ multiplied by ``lr_decay_rate`` once for every entry of ``lr_milestones`` that t
 (the authors' ``adjust_learning_rate`` with ``lr_decay_epochs``). Both loaders are reshuffled every pass
 and keep their short last batch. The student trains in train mode, the teacher in eval mode.
 
-The authors run two recipes (their README): a large-scale one (CIFAR-10 / Lacuna-10, 50,000 training
-images; ``large_scale_unlearning.ipynb``) and a small-scale one (CIFAR-5 / Lacuna-5, 625 training images;
-``small_scale_unlearning.ipynb``). ``recipe: auto`` picks ``small`` when D_r + D_f holds fewer than
-``SMALL_SCALE_MAX_TRAIN`` images (about the geometric midpoint of the two), else ``large``; every
-hyperparameter left null comes from the chosen recipe, one set explicitly overrides it.
+The authors run two recipes (their README): a large-scale one on 10-class data (CIFAR-10 / Lacuna-10,
+50,000 training images; ``large_scale_unlearning.ipynb``) and a small-scale one on 5-class subsets
+(CIFAR-5 / Lacuna-5, 625 training images; ``small_scale_unlearning.ipynb``). ``recipe: auto`` picks
+``small`` for a task of at most ``SMALL_SCALE_MAX_CLASSES`` classes, the one property that splits their two
+settings cleanly, else ``large``; every hyperparameter left null comes from the chosen recipe, one set
+explicitly overrides it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
 from unlearn_bench.training import fit
 
-SMALL_SCALE_MAX_TRAIN = 5000
+SMALL_SCALE_MAX_CLASSES = 5
 # meghdadk/SCRUB@98ffb11; line numbers are the .ipynb files' JSON lines
 RECIPES = {
     "large": dict(  # large_scale_unlearning.ipynb
@@ -88,18 +89,18 @@ class SCRUB(Method):
             lr_milestones=lr_milestones, lr_decay_rate=lr_decay_rate).items() if v is not None}
         self.settings: dict = {}
 
-    def resolve(self, train_size: int) -> dict:
-        """The recipe's values for a training set of ``train_size`` images, with explicit overrides."""
+    def resolve(self, num_classes: int) -> dict:
+        """The recipe's values for a task of ``num_classes`` classes, with explicit overrides."""
         name = self.recipe if self.recipe != "auto" else \
-            ("small" if train_size < SMALL_SCALE_MAX_TRAIN else "large")
+            ("small" if num_classes <= SMALL_SCALE_MAX_CLASSES else "large")
         s = {**RECIPES[name], **self.overrides, "recipe": name}
         s["lr_milestones"] = tuple(int(d) for d in s["lr_milestones"])
         return s
 
     def validate(self, model, info) -> None:
         if self.recipe not in ("auto", *RECIPES):
-            raise ConfigError(f"method.recipe={self.recipe!r} is unknown; fix: method.recipe=auto (small below "
-                              f"{SMALL_SCALE_MAX_TRAIN} training images, else large), small or large")
+            raise ConfigError(f"method.recipe={self.recipe!r} is unknown; fix: method.recipe=auto (small for at "
+                              f"most {SMALL_SCALE_MAX_CLASSES} classes, else large), small or large")
         if self.overrides.get("optimizer", "sgd") not in ("sgd", "adam"):
             raise ConfigError(f"method.optimizer={self.overrides['optimizer']!r} is unknown; fix: sgd or adam")
         e, m = self.overrides.get("epochs"), self.overrides.get("max_steps")
@@ -113,7 +114,7 @@ class SCRUB(Method):
                                weight_decay=s["weight_decay"])
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        s = self.settings = self.resolve(len(data.retain) + len(data.forget))
+        s = self.settings = self.resolve(data.num_classes)
         teacher, T = frozen_copy(model), float(s["temperature"])
 
         def maximise(student, batch):

@@ -49,10 +49,10 @@ def ids(x):
     return [round(v) for v in (x.view(len(x), -1)[:, 0] * 0.25 + 0.5).mul(255).tolist()]
 
 
-def data(regime=Regime.FULL, n_retain=40, n_forget=20, n_unseen=0):
+def data(regime=Regime.FULL, n_retain=40, n_forget=20, n_unseen=0, num_classes=3):
     sets = {"retain": marked(n_retain, 1), "forget": marked(n_forget, 0, first=100),
             "unseen": marked(n_unseen, 0, first=100)}
-    return UnlearnData(regime, "m", 3, [0], "cpu", 0, None, _sets=sets, progress=False)
+    return UnlearnData(regime, "m", num_classes, [0], "cpu", 0, None, _sets=sets, progress=False)
 
 
 def mlp():
@@ -68,7 +68,7 @@ def method(name, *overrides):
 def test_scrub_small_recipe_phase_order_loader_sizes_schedule_and_optimizer(monkeypatch):
     rec = Recorder()
     monkeypatch.setattr(baselines.scrub, "fit", rec)
-    method("scrub").unlearn(mlp(), data())  # 60 training images: the small-scale recipe
+    method("scrub").unlearn(mlp(), data())  # a 3-class task: the small-scale recipe (authors: 5 classes)
     phases = ["F" if ids(c["passes"][0][0][0])[0] >= 100 else "R" for c in rec.calls]
     assert phases == ["F", "R"] * 3 + ["R"] * 7  # 10 epochs, the first 3 open with a max-pass on D_f
     sizes = [[len(b[0]) for b in c["passes"][0]] for c in rec.calls]
@@ -81,10 +81,11 @@ def test_scrub_small_recipe_phase_order_loader_sizes_schedule_and_optimizer(monk
     assert all(c["opt"] is opt for c in rec.calls)  # one optimizer: its moments carry across the phases
 
 
-def test_scrub_large_recipe_from_5000_training_images(monkeypatch):
+def test_scrub_large_recipe_from_six_classes(monkeypatch):
     rec = Recorder()
     monkeypatch.setattr(baselines.scrub, "fit", rec)
-    d = data(n_retain=4400, n_forget=600)
+    assert method("scrub").resolve(5)["recipe"] == "small" and method("scrub").resolve(6)["recipe"] == "large"
+    d = data(n_retain=4400, n_forget=600, num_classes=10)  # a 10-class task, as the authors' CIFAR-10
     method("scrub").unlearn(mlp(), d)
     assert [len(c["passes"][0]) for c in rec.calls] == [2, 18, 2, 18, 18]  # 512 / 256 batches, F R F R R
     assert [len(b[0]) for b in rec.calls[0]["passes"][0]] == [512, 88]
