@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-$(shell md5sum pyproject.toml 2>/dev/null | cut -c1-
 RUNS ?= runs
 export UNLEARN_BENCH_CACHE ?= $(HOME)/.cache/unlearn-bench
 
-.PHONY: install run test test-slow bench figures lint clean
+.PHONY: install run test test-slow test-cluster bench figures lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,9 @@ install: $(STAMP)
 # download, else a fall-back to digits), the paper's CNN, forget class 0, every default method, one seed.
 # digits holds out at most 65 unseen images per class: its own default pool replaces the experiment's 80
 DIGITS_FALLBACK := data=digits forget.unseen.per_class=40
+# Methods whose rows also get method seeds 1 and 2 (the spread of the method's own draws: LRA-NPP's unseen
+# images), cheap enough for the cold-cache budget of about five minutes on a 2-core CPU
+SPREAD_METHODS ?= lra_npp
 run: $(STAMP)
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || true; fi
@@ -27,6 +30,7 @@ run: $(STAMP)
 	  echo "Fashion-MNIST is not available (see above); falling back to the bundled digits dataset"; \
 	  data="$(DIGITS_FALLBACK)"; fi; \
 	$(VENV)/bin/unlearn-bench -m experiment=default $$data runs_dir=$(RUNS) && \
+	$(VENV)/bin/unlearn-bench -m experiment=default $$data runs_dir=$(RUNS) method=$(SPREAD_METHODS) method_seed=1,2 && \
 	$(VENV)/bin/unlearn-bench-report $(RUNS)/default --out $(RUNS)/default/results && \
 	echo "table written to $(RUNS)/default/results.md and .csv"
 
@@ -35,6 +39,16 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Real schedulers on this machine, started and stopped by the tests in network namespaces of their own
+# (root, for `unshare -n`): a Ray head and a one-node Slurm cluster (Debian's slurmctld, slurmd, munge,
+# installed here when missing; config in deploy/slurm/).
+test-cluster: $(STAMP)
+	@if ! command -v slurmctld >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q slurmctld slurmd munge slurm-client >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q slurmctld slurmd munge slurm-client >/dev/null); fi
+	$(PY) -m pip install -q -e '.[ray]'
+	$(PY) -m pytest -q -m cluster
 
 # Each benchmark prints side-by-side ratios and appends a row to benchmarks/RESULTS.md; BENCH_ARGS=--quick smokes.
 bench: $(STAMP)

@@ -120,7 +120,7 @@ def test_lipschitz_ratio_of_a_linear_map_is_its_gain():
 
 @pytest.mark.parametrize("overrides", [
     # the paper's budgets are sized for CIFAR; digits has ~100 forget images, so the steps are scaled up
-    ["method=scrub", "method.lr=0.005", "method.epochs=5"],
+    ["method=scrub", "method.recipe=small", "method.lr=0.005", "method.epochs=5"],
     ["method=bad_teacher", "method.lr=1e-3", "method.epochs=10", "method.batch_size=32"],
     ["method=unsir"],  # the paper's settings already forget here
     ["method=ssd_shuffled"],  # SSD as its authors run it does not forget here (docs/baselines.md)
