@@ -58,7 +58,7 @@ figures: $(STAMP)
 	@for a in experiments/*/analyze.py; do echo "== $$a"; $(PY) $$a || echo "   not rebuilt: see the message above"; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check unlearn_bench baselines tests benchmarks experiments
+	$(VENV)/bin/ruff check unlearn_bench baselines tests benchmarks experiments hydra_plugins
 
 clean:
 	rm -rf $(RUNS) outputs multirun .pytest_cache
