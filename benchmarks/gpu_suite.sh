@@ -18,16 +18,16 @@
 # environment must already hold torch, torchvision, lightning, pandas, scipy, scikit-learn, matplotlib,
 # pillow, filelock and pytest.
 #
-# On a lease of 15 minutes (start-up included) and 10 per command, two commands fit:
-#   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only tests,epoch,lra,eval   (limits: 450 s)
-#   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only e2e                    (limit: 330 s)
+# Where a GPU machine is held for 15 minutes (start-up included), at most 10 per command, two commands fit:
+#   bash benchmarks/gpu_suite.sh --wheels .whl --logs DIR --only tests,epoch,lra,eval   (limits: 450 s)
+#   bash benchmarks/gpu_suite.sh --wheels .whl --logs DIR --only e2e                    (limit: 330 s)
 # Limits are ceilings: 780 s together (plus up to 30 s of kill grace per stage and the machine's start-up)
 # fit 15 minutes only because stages usually finish well inside them. The cache stage (a CPU figure already
-# answers it) is for a longer lease. The paper stage (the LRA-NPP authors' CIFAR-10 row, experiment
+# answers it) is for a longer hold. The paper stage (the LRA-NPP authors' CIFAR-10 row, experiment
 # paper_tables_cifar10 at one seed, their unseen-from-test protocol and their 10 epochs) needs CIFAR-10 on the
 # machine (the cache's data folder, or GPU_SUITE_CIFAR_ROOT=DIR holding torchvision's cifar-10-batches-py)
-# and is skipped without it; it takes a lease of its own (limit 540 s, not yet measured on a GPU):
-#   bash benchmarks/gpu_suite.sh --wheels .whl --logs "$OUT" --only paper
+# and is skipped without it; it needs a 15-minute hold of its own (limit 540 s, not yet measured on a GPU):
+#   bash benchmarks/gpu_suite.sh --wheels .whl --logs DIR --only paper
 # Its runs, table and README_results.md go to <logs or benchmarks>/paper_tables_cifar10/.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
