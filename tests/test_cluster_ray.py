@@ -39,6 +39,6 @@ def test_ray_cluster_runs_a_sweep_and_a_relaunch_submits_nothing(tmp_path):
     assert sorted(zip(runs["method"], runs["seed"])) == [("finetune", 0), ("finetune", 1), ("none", 0),
                                                           ("none", 1)]
     assert (runs["status"] == "ok").all()
-    assert "0 of 4 runs already finished (skipped); submitting 4" in report["first"]["tail"]
+    assert "0 of 4 runs already finished (skipped); submitting 4" in report["first"]["head"]
     # the relaunch asks Ray for nothing: every run is dropped before submission
     assert "4 of 4 runs already finished (skipped); submitting 0" in report["again"]["tail"], report["again"]

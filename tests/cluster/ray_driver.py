@@ -109,8 +109,9 @@ def main(work: str, bindir: str) -> None:
                  f"hydra.launcher.init.address=127.0.0.1:{port}", "hydra.launcher.remote.num_cpus=1"]
         t0 = time.time()
         first = subprocess.run(sweep, env=env, capture_output=True, text=True, timeout=900)
-        report["first"] = {"rc": first.returncode, "s": round(time.time() - t0, 1),
-                           "tail": (first.stdout + first.stderr)[-3000:]}
+        out = first.stdout + first.stderr
+        report["first"] = {"rc": first.returncode, "s": round(time.time() - t0, 1), "head": out[:3000],
+                           "tail": out[-3000:]}
         again = subprocess.run(sweep, env=env, capture_output=True, text=True, timeout=600)
         report["again"] = {"rc": again.returncode, "tail": (again.stdout + again.stderr)[-3000:]}
     finally:
