@@ -24,32 +24,6 @@ def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Callable
     return partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-class PairedBatches:
-    """Batches of ``primary`` each paired with a batch of ``secondary``, cycling (and reshuffling)
-    ``secondary`` when it runs out: one epoch is one pass over ``primary``. Yields ``(a, b)`` where each
-    is an ``(x, y)`` batch. Lightning's fit takes any iterable with ``__len__``."""
-
-    def __init__(self, primary: Iterable, secondary: Iterable):
-        self.primary, self.secondary = primary, secondary
-        self._it = None
-
-    def __len__(self) -> int:
-        return len(self.primary)
-
-    def _next_secondary(self):
-        if self._it is None:
-            self._it = iter(self.secondary)
-        try:
-            return next(self._it)
-        except StopIteration:
-            self._it = iter(self.secondary)
-            return next(self._it)
-
-    def __iter__(self):
-        for a in self.primary:
-            yield a, self._next_secondary()
-
-
 def random_wrong_labels(y: torch.Tensor, num_classes: int, forget_classes: list[int], seed: int) -> torch.Tensor:
     """One uniformly drawn label per sample from the retain classes, so it is never the true class
     (nor another forgotten class). Seeded on the CPU so runs repeat across devices."""

@@ -36,18 +36,6 @@ from unlearn_bench.training import fit
 PER_ARCH = {"vit": (1.5, 0.8), "other": (3e-4, 0.5)}
 
 
-def lipschitz_ratio(model: nn.Module, x: torch.Tensor, copies: int, noise_std: float) -> torch.Tensor:
-    """Mean over samples and noisy copies of ‖f(x) − f(x')‖ / ‖x − x'‖."""
-    b = x.shape[0]
-    noise = torch.randn(copies, *x.shape, device=x.device, dtype=x.dtype) * noise_std
-    clean = model(x).float()
-    with torch.no_grad():  # the neighbours are targets, not paths for the gradient
-        noisy = model((x.unsqueeze(0) + noise).flatten(0, 1)).float().view(copies, b, -1)
-    num = (noisy - clean.unsqueeze(0)).norm(dim=2)
-    den = noise.flatten(2).float().norm(dim=2)
-    return (num / den).mean()
-
-
 def lipschitz_loss(model: nn.Module, x: torch.Tensor, copies: int, noise_std: float) -> torch.Tensor:
     """The authors' step loss: Σ over samples of the mean over copies of ‖f(x) − f(x')‖ / ‖x − x'‖, with
     x' = x + noise clamped to the batch's [min, max] and the denominator taken after the clamp."""

@@ -12,11 +12,11 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from baselines.boundary_shrink import BoundaryShrink, nearest_wrong_class
-from baselines.common import PairedBatches, random_wrong_labels
+from baselines.common import random_wrong_labels
 from baselines.finetune import Finetune
 from baselines.grad_ascent import GradAscent
 from baselines.l1_sparse import L1Sparse
-from baselines.neggrad_plus import NegGradPlus
+from baselines.neggrad_plus import CycledPairs, NegGradPlus
 from baselines.random_label import RandomLabel
 from baselines.salun import SalUn
 from unlearn_bench import context, pipeline
@@ -205,7 +205,7 @@ def test_bad_hyperparameters_are_refused_in_one_line(label):
 
 
 def test_helpers_pair_and_relabel():
-    pairs = PairedBatches(range(5), [10, 11])
+    pairs = CycledPairs(range(5), [10, 11])  # NegGrad+'s pairing
     assert len(pairs) == 5 and list(pairs) == [(0, 10), (1, 11), (2, 10), (3, 11), (4, 10)]
     y = torch.full((2000,), FORGET)
     r = random_wrong_labels(y, 10, [FORGET, 7], seed=0)
