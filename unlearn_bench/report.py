@@ -19,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from unlearn_bench import spread as sp
+from unlearn_bench.rundir import flatten
 from unlearn_bench.store import load_results, read_complete
 
 DEFAULT_COLUMNS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "acc/test",
@@ -31,14 +32,6 @@ FULL_COLUMNS = ["relearn/ain", "mia/ulira_auc", "mia/ulira_tpr_at_1fpr", "fq/for
                 "klom/forget_mean", "klom/retain_mean", "klom/test_mean"]
 STATS_METRICS = ["acc/forget_train", "acc/retain_train", "acc/retain_test", "mia/fr", "gap/avg_to_retrain"]
 GROUP = ["data", "model", "forget"]
-
-
-def _flatten(prefix: str, node, out: dict) -> None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = str(node) if isinstance(node, list) else node
 
 
 def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
@@ -63,8 +56,9 @@ def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
         if p.exists():
             cfg = OmegaConf.to_container(OmegaConf.load(p))
             for node in config_nodes:
-                _flatten(node, cfg.get(node, {}), flat)
-        extra.append({f"cfg/{k}": v for k, v in flat.items() if not k.endswith("_target_")})
+                flat.update(flatten(cfg.get(node, {}), f"{node}."))
+        extra.append({f"cfg/{k}": str(v) if isinstance(v, list) else v  # one cell per list
+                      for k, v in flat.items() if not k.endswith("_target_")})
     return drop_repeats(pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1))
 
 

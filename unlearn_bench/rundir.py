@@ -72,14 +72,13 @@ def run_lock(run_dir: Path):
         lock.release()
 
 
-def _flat(node, prefix: str = "") -> dict:
+def flatten(node, prefix: str = "") -> dict:
+    """A nested config (plain containers) as ``{"a.b.c": value}``; a leaf under ``prefix`` is keyed by it."""
+    if not isinstance(node, dict):
+        return {prefix.rstrip("."): node} if prefix else {}
     out = {}
-    for k, v in (node.items() if isinstance(node, dict) else []):
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
+    for k, v in node.items():
+        out.update(flatten(v, f"{prefix}{k}."))
     return out
 
 
@@ -87,10 +86,10 @@ def differing_keys(run_dir: Path, plain: dict) -> list[str] | None:
     """Keys whose value differs between the run in ``run_dir`` (its config.yaml) and ``plain``; keys present on
     one side only (added by a newer version) do not count. None when config.yaml cannot be read."""
     try:
-        old = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
+        old = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
     except Exception:  # noqa: BLE001 -- missing or damaged: the differences are unknown
         return None
-    new = _flat(plain)
+    new = flatten(plain)
     skip = lambda k: k.split(".", 1)[0] in VOLATILE  # noqa: E731
     return [f"{k}: {old[k]} there, {new[k]} here" for k in sorted(set(old) & set(new))
             if not skip(k) and old[k] != new[k]]
