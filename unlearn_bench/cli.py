@@ -199,20 +199,25 @@ def main() -> None:
         args.config_path or args.config_dir or args.experimental_rerun
     from unlearn_bench import interrupts
     interrupts.install()  # SIGTERM / SIGINT -> Interrupted, reported below in one line
-    total = None
     try:
         if not special:
             try:
                 preflight(list(args.overrides), args.config_name or "config", bool(args.multirun))
                 if args.multirun:  # every job validated before the first one starts
-                    from unlearn_bench.sweep_check import check_sweep, count_jobs
+                    from unlearn_bench.sweep_check import check_sweep
                     check_sweep(list(args.overrides), args.config_name or "config")
-                    total = count_jobs(list(args.overrides), args.config_name or "config")
             except ConfigError as e:
                 print(f"error: {e}", file=sys.stderr)
                 sys.exit(2)
         _app()
     except Interrupted as e:
+        total = None
+        if args.multirun and not special:  # counted only when a stopped sweep has to say what it left
+            from hydra.core.global_hydra import GlobalHydra
+
+            from unlearn_bench.sweep_check import count_jobs
+            GlobalHydra.instance().clear()
+            total = count_jobs(list(args.overrides), args.config_name or "config")
         print(interrupted_line(e, bool(args.multirun), total), file=sys.stderr)
         sys.exit(interrupts.exit_status(e))
 
