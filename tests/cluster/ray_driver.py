@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from daemons import wait_for  # tests/cluster, the driver's own folder
+
 
 def on_loopback(addr: str) -> bool:
     """A listening address reachable only from this machine: a loopback address (IPv4-mapped too), or
@@ -65,16 +67,9 @@ def group_pids(pgid: int) -> set[int]:
     return pids
 
 
-def wait_port(head: subprocess.Popen, port: int, seconds: float, log: Path) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        if head.poll() is not None:
-            raise SystemExit(f"ray head exited with status {head.returncode}: {log.read_text()[-1500:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise SystemExit(f"ray head did not listen on 127.0.0.1:{port} within {seconds:.0f} s")
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def main(work: str, bindir: str) -> None:
@@ -93,7 +88,7 @@ def main(work: str, bindir: str) -> None:
                             start_new_session=True)
     report: dict = {"head_pid": head.pid}
     try:
-        wait_port(head, port, 120, work_p / "head.log")
+        wait_for(f"the ray head on 127.0.0.1:{port}", lambda: port_open(port), 120, [head], work_p / "head.log")
         for _ in range(60):  # the raylet and its agents open their ports after the GCS
             socks = listening(group_pids(head.pid))
             if len({pid for _, pid in socks}) >= 2:

@@ -18,23 +18,13 @@ import sys
 import time
 from pathlib import Path
 
+from daemons import wait_for  # tests/cluster, the driver's own folder
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-
-
-def wait_for(what: str, check, seconds: float, procs: list[subprocess.Popen]) -> None:
-    end = time.time() + seconds
-    while time.time() < end:
-        for p in procs:
-            if p.poll() is not None:
-                raise SystemExit(f"{p.args[0]} exited with status {p.returncode} while waiting for {what}")
-        if check():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"timed out after {seconds:.0f} s waiting for {what}")
 
 
 def main(work: str, bindir: str) -> None:
