@@ -174,8 +174,11 @@ class ModelCache:
         return meta
 
     def get_or_train(self, kind: str, spec: dict, build: Callable[[], nn.Module],
-                     train: Callable[[nn.Module], dict]) -> tuple[nn.Module, dict, bool]:
-        """Load the entry for ``spec`` or build and train it (under a lock). Returns (model, meta, hit)."""
+                     train: Callable[..., dict], resumable: bool = False) -> tuple[nn.Module, dict, bool]:
+        """Load the entry for ``spec`` or build and train it (under a lock). Returns (model, meta, hit).
+        ``resumable``: ``train(model, resume)`` gets a ``training.Resume`` at ``<key>.partial.pt`` where it
+        keeps its last finished epoch, so a training stopped part-way (a time limit, a signal) continues
+        from there when the entry is asked for again; the file goes once the entry is complete."""
         key = spec_key(spec)
         pt, meta_path = self.paths(kind, key)
         pt.parent.mkdir(parents=True, exist_ok=True)
@@ -188,12 +191,18 @@ class ModelCache:
             # one line per training, so a log shows which worker trained an entry and which waited
             log.info("cache %s/%s: training (pid %d)", kind, key, os.getpid())
             t0 = time.perf_counter()
-            facts = train(model)
+            resume = None
+            if resumable:
+                from unlearn_bench.training import Resume
+                resume = Resume(pt.with_suffix(".partial.pt"), f"cache {kind}/{key}")
+            facts = train(model, resume) if resumable else train(model)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             atomic_write_bytes(pt, lambda p: _save(state, p), f"the cached {kind} model")
             meta = {"kind": kind, "key": key, "spec": spec, "sha256": file_sha256(pt),
                     "train_s": time.perf_counter() - t0, "trained_by_pid": os.getpid(), **facts}
             atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str), f"the cached {kind} model")
+            if resume is not None:
+                resume.discard()
             return model, meta, False
 
 

@@ -30,7 +30,14 @@ from unlearn_bench.cache import (
 )
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
 from unlearn_bench.splits import Split, make_split
-from unlearn_bench.training import cross_entropy, fit, norm_stats_scope, precision_scope, resolve_precision
+from unlearn_bench.training import (
+    STAGES,
+    cross_entropy,
+    fit,
+    norm_stats_scope,
+    precision_scope,
+    resolve_precision,
+)
 
 log = logging.getLogger("unlearn_bench")
 RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
@@ -209,7 +216,7 @@ class Context:
         recipe = self.cfg.train
         shuffle_seed = int(self.cfg.seed) if shuffle_seed is None else int(shuffle_seed)
 
-        def train(model):
+        def train(model, resume=None):
             model.to(self.device)
             if self.channels_last:
                 model.to(memory_format=torch.channels_last)
@@ -220,7 +227,8 @@ class Context:
             with precision_scope(self.precision), norm_stats_scope("update"):
                 curve = fit(model, batches, cross_entropy(recipe.label_smoothing), instantiate(recipe.optimizer),
                             self.device, epochs=recipe.epochs, schedule=recipe.schedule,
-                            logger=logger.lightning(job), progress=self.cfg.progress)
+                            logger=logger.lightning(job), progress=STAGES.get(job, job) if self.cfg.progress else False,
+                            resume=resume)
             return {"curve": curve, "job": job}
         return train
 
@@ -229,7 +237,7 @@ class Context:
         x, y = (self.train_x, self.train_y)
         subset = self.subset(x, y, s.train_idx)
         model, meta, hit = self.cache.get_or_train("original", self._spec(), lambda: self.build_model(self.cfg.seed),
-                                                   self._trainer(subset, "train", logger))
+                                                   self._trainer(subset, "train", logger), resumable=True)
         return self.placed(model), meta, hit
 
     def placed(self, model):
@@ -279,7 +287,8 @@ class Context:
             forget_classes=self.split.forget_classes, device=self.device, seed=seed, recipe=self.cfg.train,
             _sets={"retain": retain, "forget": self.subsets["forget_train"], "unseen": self.subsets["unseen"]},
             _unseen_retain=self.unseen_retain if method.needs_unseen_retain else None,
-            _oracle=oracle if method.needs_oracle else None, logger=logger, progress=progress)
+            _oracle=oracle if method.needs_oracle else None, logger=logger,
+            progress=self.method_label if progress else False)  # the stage a training's bar names
 
     def _retrain_spec(self) -> dict:
         return {**self._spec(), "forget_classes": self.split.forget_classes}
@@ -293,5 +302,5 @@ class Context:
         spec = self._retrain_spec()
         model, meta, hit = self.cache.get_or_train(
             "retrain", spec, lambda: self.build_model(self.cfg.seed + RETRAIN_SEED_OFFSET),
-            self._trainer(self.subsets["retain_train"], "retrain", logger))
+            self._trainer(self.subsets["retain_train"], "retrain", logger), resumable=True)
         return self.placed(model), {**meta, "cache_hit": hit}

@@ -45,7 +45,7 @@ class ReferenceModels:
         ctx = self.ctx
         subset = ctx.subset(ctx.train_x, ctx.train_y, idx)
         model, _, _ = ctx.cache.get_or_train(kind, spec, lambda: ctx.build_model(init_seed),
-                                             ctx._trainer(subset, kind, self.logger, shuffle_seed))
+                                             ctx._trainer(subset, kind, self.logger, shuffle_seed), resumable=True)
         return ctx.placed(model)
 
     def _unlearn(self, original, retain_idx, oracle_fn, seed: int):

@@ -9,6 +9,12 @@ machinery: for small models on CPU the per-step hook and closure layers cost as 
 ``loss.backward()`` (the precisions offered, fp32 and bf16 autocast, need no loss scaling), counts its own
 steps for ``max_steps``, and hands the loss to Lightning's logging only when a logger is attached. Nothing in
 the step reads a value back to the host.
+
+A cached model's training (the original, the oracle, reference models) can resume: given a ``Resume``,
+``fit`` saves its last finished epoch (weights, optimizer and schedule, loss curve, the batch order's and
+torch's random state) at most every ``UNLEARN_BENCH_CHECKPOINT_EVERY_S`` seconds (default 60), and a later
+``fit`` with the same ``Resume`` continues from it: a job stopped by a time limit and requeued trains only
+the epochs it had left, and ends with the weights an uninterrupted training gives.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -31,7 +39,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import nn
 
-from unlearn_bench.errors import Diverged
+from unlearn_bench.errors import Diverged, one_line
 from unlearn_bench.interrupts import no_keyboard_interrupt
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -41,6 +49,7 @@ warnings.filterwarnings("ignore", message=".*Your `IterableDataset` has `__len__
 # lightning 2.6 on torch >= 2.10 warns on every fit that its own pytree helper uses a deprecated check
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
+log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, tuple], torch.Tensor]
 PROGRESS_INTERVAL_S = 0.25  # a bar redrawn every step costs more than a small model's step on CPU
 LOG_PROGRESS_INTERVAL_S = 30.0  # stdout is a file or pipe (a cluster log): a line every 30 s, not every redraw
@@ -49,6 +58,51 @@ PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # the `precision` setting 
 _precision: ContextVar[str | None] = ContextVar("unlearn_bench_precision", default=None)
 NORM_STATS = ("update", "frozen")
 _norm_stats: ContextVar[str] = ContextVar("unlearn_bench_norm_stats", default="update")
+CHECKPOINT_EVERY_ENV = "UNLEARN_BENCH_CHECKPOINT_EVERY_S"
+STAGES = {"train": "original", "retrain": "oracle"}  # job names -> the stage a progress bar names
+
+
+def checkpoint_interval() -> float:
+    """Seconds between two saves of a resumable training (``UNLEARN_BENCH_CHECKPOINT_EVERY_S``, default 60;
+    0 saves every epoch)."""
+    raw = os.environ.get(CHECKPOINT_EVERY_ENV, "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{CHECKPOINT_EVERY_ENV}={raw!r} is not a number of seconds; fix: set it to e.g. 60 "
+                         f"(0 saves every epoch)") from None
+    return max(0.0, value)
+
+
+@dataclass
+class Resume:
+    """Where one training keeps its last finished epoch (``path``, e.g. ``<cache>/original/<key>.partial.pt``)
+    and the name its log lines use. Only the training that owns the path (under the cache's lock) may use it."""
+
+    path: Path
+    label: str
+    every_s: float = field(default_factory=checkpoint_interval)
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged file costs the epochs it held, never the run
+            log.warning("%s: saved epoch unreadable (%s); training from the first epoch", self.label,
+                        one_line(e, 120))
+            return None
+
+    def save(self, state: dict) -> None:
+        from unlearn_bench.cache import atomic_write_bytes
+
+        def write(p):
+            with open(p, "wb") as f:
+                torch.save(state, f)
+        atomic_write_bytes(self.path, write, f"the last epoch of {self.label}")
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def resolve_precision(setting: str, device: str) -> str:
@@ -103,13 +157,16 @@ class StepModule(L.LightningModule):
     """Minimises ``loss_fn(model, batch)``; keeps a per-epoch loss curve without a per-step host sync."""
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, optimizer: Callable, schedule: Callable | None = None,
-                 after_step: Callable[[nn.Module], None] | None = None, max_steps: int = -1):
+                 after_step: Callable[[nn.Module], None] | None = None, max_steps: int = -1,
+                 saver: Callable[[StepModule], None] | None = None, restored: dict | None = None):
         super().__init__()
         self.model, self.loss_fn, self.optimizer_factory = model, loss_fn, optimizer
         self.schedule, self.after_step, self.max_steps = schedule, after_step, max_steps
         self.automatic_optimization = False
-        self.curve: list[float] = []
-        self.steps = 0
+        self.saver, self._restored = saver, restored
+        self.curve: list[float] = list(restored["curve"]) if restored else []
+        self.steps = int(restored["steps"]) if restored else 0
+        self.epochs_done = int(restored["epoch"]) if restored else 0
         self._frozen = ([m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
                         if _norm_stats.get() == "frozen" else [])
         self._sum = None
@@ -144,23 +201,44 @@ class StepModule(L.LightningModule):
                 self.log("train_loss", mean)
             if not math.isfinite(mean):
                 raise Diverged(f"loss became {mean} in epoch {len(self.curve)}")
+            self.epochs_done += 1
+            if self.saver is not None:
+                self.saver(self)
         self._sum, self._count = None, 0
+
+    def training_state(self) -> dict:
+        """Everything the next epoch depends on, on the CPU (``Resume`` keeps it between processes)."""
+        opt = self.optimizers(use_pl_optimizer=False)
+        return {"epoch": self.epochs_done, "steps": self.steps, "curve": list(self.curve),
+                "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "optimizer": opt.state_dict(),
+                "scheduler": self._sched.state_dict() if self._sched is not None else None,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.model.parameters())
         self._opt = None
-        if self.schedule is None:
-            return opt
-        # stepped by training_step: Lightning leaves schedulers alone under manual optimisation
-        self._sched = torch.optim.lr_scheduler.LambdaLR(opt, self.schedule)
+        if self.schedule is not None:
+            # stepped by training_step: Lightning leaves schedulers alone under manual optimisation
+            self._sched = torch.optim.lr_scheduler.LambdaLR(opt, self.schedule)
+        if self._restored is not None:  # after the scheduler, whose construction resets the learning rate
+            opt.load_state_dict(self._restored["optimizer"])
+            if self._sched is not None and self._restored.get("scheduler") is not None:
+                self._sched.load_state_dict(self._restored["scheduler"])
+            self._restored = None
         return opt
 
 
 class _SparseTqdm(Tqdm):
-    """Lightning's tqdm for logs: epoch starts and ends redraw too, so every draw but the final one (at
-    close) waits ``interval`` seconds after the previous one."""
+    """Lightning's tqdm for logs: every draw but the final one (at close) waits ``interval`` seconds after the
+    previous one, the first included: a training shorter than the interval leaves one line, its last."""
 
     interval = LOG_PROGRESS_INTERVAL_S
+
+    def __init__(self, *args, **kwargs):
+        self._drawn = time.monotonic()
+        super().__init__(*args, **kwargs)
 
     def refresh(self, nolock=False, lock_args=None):
         now = time.monotonic()
@@ -169,20 +247,41 @@ class _SparseTqdm(Tqdm):
         self._drawn = now
         return super().refresh(nolock=nolock, lock_args=lock_args)
 
+    def close(self):
+        self._drawn = -math.inf  # the final state is always drawn
+        super().close()
+
 
 class ThrottledProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, redrawn at most every ``interval`` seconds (and on an epoch's last batch; in a
-    log, with ``interval`` >= 1 s, epoch boundaries wait for the interval as well)."""
+    log, with ``interval`` >= 1 s, epoch boundaries wait for the interval as well). It names the ``stage``
+    (original, oracle, the method) and the epoch out of ``epochs``, counting ``first_epoch`` epochs already
+    done by an earlier, resumed training."""
 
-    def __init__(self, interval: float = PROGRESS_INTERVAL_S):
+    def __init__(self, interval: float = PROGRESS_INTERVAL_S, stage: str = "training", first_epoch: int = 0,
+                 epochs: int | None = None):
         super().__init__(refresh_rate=1)
         self.interval, self._last = interval, 0.0
+        self.stage, self.first_epoch, self.epochs = stage, first_epoch, epochs
+
+    def describe(self, epoch: int) -> str:
+        i = self.first_epoch + epoch + 1
+        return f"{self.stage} epoch {i}/{self.epochs}" if self.epochs else f"{self.stage} epoch {i}"
 
     def init_train_tqdm(self):
-        bar = super().init_train_tqdm()
-        if self.interval >= 1.0:  # a log file: the few draws that remain are worth the interval
-            bar.__class__, bar.interval = _SparseTqdm, self.interval
+        if self.interval < 1.0:
+            bar = super().init_train_tqdm()
+            bar.set_description(self.describe(0), refresh=False)
+            return bar
+        # a log file: the few draws that remain are worth the interval; none before the first one
+        bar = _SparseTqdm(desc=self.describe(0), position=2 * self.process_position, disable=self.is_disabled,
+                          leave=True, dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+        bar.interval = self.interval
         return bar
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(self.describe(trainer.current_epoch), refresh=False)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = time.monotonic()
@@ -199,14 +298,18 @@ class ThrottledProgressBar(TQDMProgressBar):
 
 
 def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1, logger=False,
-                 progress: bool = True, callbacks=None) -> L.Trainer:
+                 progress: bool | str = True, callbacks=None, first_epoch: int = 0) -> L.Trainer:
     """A single-device Trainer with cuDNN autotuning and TF32 on CUDA, at the enclosing ``precision_scope``'s
-    precision (default: bf16 autocast on CUDA, fp32 on CPU)."""
+    precision (default: bf16 autocast on CUDA, fp32 on CPU). ``progress``: False, True, or the stage name the
+    bar shows (e.g. ``original``)."""
     cuda = device.startswith("cuda")
     precision = _precision.get() or resolve_precision("auto", device)
     callbacks = list(callbacks or [])
     if progress:
-        callbacks.append(ThrottledProgressBar(PROGRESS_INTERVAL_S if _is_terminal() else LOG_PROGRESS_INTERVAL_S))
+        stage = progress if isinstance(progress, str) else "training"
+        total = first_epoch + max_epochs if max_epochs is not None and max_epochs > 0 else None
+        callbacks.append(ThrottledProgressBar(PROGRESS_INTERVAL_S if _is_terminal() else LOG_PROGRESS_INTERVAL_S,
+                                              stage, first_epoch, total))
     if cuda:  # fp32 leftovers outside autocast (e.g. the optimizer's math) may use TF32 tensor cores
         torch.set_float32_matmul_precision("high")
     trainer = L.Trainer(
@@ -256,20 +359,55 @@ def plain_cuda_check():
 
 def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callable, device: str,
         epochs: int | None = None, max_steps: int = -1, schedule: str = "none",
-        after_step: Callable | None = None, logger=False, progress: bool = True) -> list[float]:
-    """Train ``model`` in place; returns the per-epoch mean loss. Raises ``Diverged`` on NaN/inf."""
+        after_step: Callable | None = None, logger=False, progress: bool | str = True,
+        resume: Resume | None = None) -> list[float]:
+    """Train ``model`` in place; returns the per-epoch mean loss. Raises ``Diverged`` on NaN/inf.
+    ``progress`` names the stage on the bar (or True / False); with ``resume``, the training continues from
+    the epoch an earlier, stopped call saved there, and saves its own (see the module's docstring)."""
     total = max_steps if max_steps > 0 else (epochs or 1) * len(batches)
-    module = StepModule(model, loss_fn, optimizer,
-                        cosine_schedule(total) if schedule == "cosine" else None, after_step, max_steps)
-    trainer = make_trainer(device, epochs, max_steps, logger, progress)
+    generator = getattr(batches, "generator", None)
+    if resume is not None and not isinstance(generator, torch.Generator):
+        resume = None  # the batch order could not be replayed: not resumable
+    restored = resume.load() if resume is not None else None
+    if restored is not None:
+        model.load_state_dict(restored["model"])
+        generator.set_state(restored["batches_rng"])
+        torch.set_rng_state(restored["torch_rng"])
+        if restored["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(restored["cuda_rng"])
+        log.info("%s: resuming from epoch %d of %s", resume.label, restored["epoch"],
+                 epochs if max_steps <= 0 else f"{max_steps} steps")
+    done = int(restored["epoch"]) if restored else 0
+    saver = _epoch_saver(resume, generator, epochs, max_steps) if resume is not None else None
+    module = StepModule(model, loss_fn, optimizer, cosine_schedule(total) if schedule == "cosine" else None,
+                        after_step, max_steps, saver, restored)
+    left_epochs = None if epochs is None else epochs - done
+    left_steps = max_steps - module.steps if max_steps > 0 else max_steps
     model.train()
-    with plain_cuda_check(), no_keyboard_interrupt():  # Ctrl-C outside the CLI stays a KeyboardInterrupt
-        trainer.fit(module, train_dataloaders=batches)
+    if (left_epochs is None or left_epochs > 0) and left_steps != 0:
+        trainer = make_trainer(device, left_epochs, left_steps, logger, progress, first_epoch=done)
+        with plain_cuda_check(), no_keyboard_interrupt():  # Ctrl-C outside the CLI stays a KeyboardInterrupt
+            trainer.fit(module, train_dataloaders=batches)
     model.eval()
     if module._count:  # a max_steps stop can end mid-epoch
         module.on_train_epoch_end()
     check_finite(model)
     return module.curve
+
+
+def _epoch_saver(resume: Resume, generator: torch.Generator, epochs: int | None, max_steps: int):
+    """Saves the module's state at an epoch end when ``resume.every_s`` has passed since the last save (or
+    the start), except after the last epoch: the finished model is the caller's to keep."""
+    last = [time.monotonic()]
+
+    def save(module: StepModule) -> None:
+        final = (max_steps > 0 and module.steps >= max_steps) or \
+            (max_steps <= 0 and epochs is not None and module.epochs_done >= epochs)
+        if final or time.monotonic() - last[0] < resume.every_s:
+            return
+        resume.save({**module.training_state(), "batches_rng": generator.get_state()})
+        last[0] = time.monotonic()
+    return save
 
 
 def check_finite(model: nn.Module) -> None:

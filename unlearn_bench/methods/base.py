@@ -77,7 +77,7 @@ class UnlearnData:
     _unseen_retain: Subset | None = field(repr=False, default=None)
     _oracle: Callable[[], tuple[nn.Module, dict]] | None = field(repr=False, default=None)
     logger: Any = False
-    progress: bool = True
+    progress: bool | str = True  # False, True, or the stage name a training's progress bar shows
 
     def _get(self, name: str) -> Subset:
         if name not in _ALLOWED[self.regime]:
