@@ -7,12 +7,17 @@ export UNLEARN_BENCH_CACHE ?= $(HOME)/.cache/unlearn-bench
 
 .PHONY: install run test test-slow test-cluster bench figures lint clean
 
+# Each step says what it does and about how long it takes (a 2-core CPU with a fast package mirror);
+# pip's own output is kept to warnings and errors.
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*; touch $(STAMP)
+	@test -x $(PY) || { echo "[1/3] creating $(VENV)"; python3 -m venv $(VENV); }
+	@echo "[2/3] installing torch 2.14.1 + torchvision 0.29.1 into $(VENV) (about 1-2 min; ~2.5 GB)"
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	@echo "[3/3] installing unlearn-bench and its dependencies (Hydra, Lightning, zennit, ...; about 1 min)"
+	@$(PY) -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+	@echo "installed: $(VENV) ($$($(PY) -c 'import torch; print("torch", torch.__version__)'))"
 
 install: $(STAMP)
 
