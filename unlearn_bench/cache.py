@@ -2,7 +2,8 @@
 
 Layout: ``<root>/<kind>/<key>.pt`` (a plain state dict) and ``<key>.json`` (the spec, the file's sha256
 and training facts) written last, so a half-written entry is never complete. A file lock makes parallel
-workers that need the same entry wait for the one that trains it. Entries load with
+workers that need the same entry wait for the one that trains it (``locks.OwnedLock``: the wait is logged
+with its holder, and a lock left by a holder that is gone is recognised as stale). Entries load with
 ``torch.load(weights_only=True)``; one whose stored hash does not match is retrained, never used.
 Outputs derived from a cached model (logits, attack results) are stored with a hash of their content
 (``write_verified_npz`` / ``write_verified_json``) and recomputed when it no longer matches.
@@ -23,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock
 from torch import nn
 
 from unlearn_bench.errors import CacheError, DiskFull, one_line
+from unlearn_bench.locks import OwnedLock
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when training code changes what a spec produces
@@ -182,7 +183,7 @@ class ModelCache:
         key = spec_key(spec)
         pt, meta_path = self.paths(kind, key)
         pt.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(pt.with_suffix(".lock"))):
+        with OwnedLock(pt.with_suffix(".lock"), f"cache {kind}/{key}"):
             model = build()
             meta = self._load(kind, key, model)
             if meta is not None:
