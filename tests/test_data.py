@@ -76,3 +76,12 @@ def test_split_disjoint_and_unseen_never_trained(source, tmp_path):
     assert Split.load(tmp_path / "split.json") == s
     s2 = make_split(d.train_y.numpy(), d.test_y.numpy(), 10, [3, 5], source, 20, seed=1)
     assert s2.unseen != s.unseen
+
+
+@pytest.mark.parametrize("key, n", [("train_limit", 5), ("test_limit", 449)])
+def test_a_limit_that_cannot_keep_every_class_is_one_line(key, n):
+    from unlearn_bench.errors import DataError
+    with pytest.raises(DataError) as e:
+        Digits(**{key: n}).load()  # 10 classes: a stratified subset needs 10 images on each side
+    msg = str(e.value)
+    assert "\n" not in msg and f"data.{key}={n} of " in msg and f"fix: set data.{key} between 10 and " in msg

@@ -180,3 +180,44 @@ def test_random_overrides_validate_or_fail_cleanly(digits_cfg, no_training, pair
 
 def test_a_runs_dir_resolvable_only_inside_the_run_passes_the_preflight():
     cli.preflight(["data=digits", "runs_dir=${hydra:runtime.cwd}/runs"])  # no error: Hydra resolves it later
+
+
+# -- sizes: the unseen pool and LRA-NPP's N against the data, in one message -------------------------------
+@pytest.mark.parametrize("n, h", [(1, None), (20, None), (36, None), (1, "auto"), (20, "auto"), (21, "auto")])
+def test_the_pool_size_stated_up_front_is_the_one_lra_npp_validates(n, h):
+    from unlearn_bench.datacheck import largest_n, unseen_needed
+    from unlearn_bench.errors import ConfigError
+    from unlearn_bench.methods.lra_npp import LRANPP
+    from unlearn_bench.models.mlp import mlp
+    method, model = LRANPP(n=n, h=h), mlp((1, 8, 8), 10)
+    need = unseen_needed(method)
+    info = {"num_classes": 10, "forget_classes": [0], "in_shape": (1, 8, 8)}
+    method.validate(model, {**info, "unseen_size": need})
+    with pytest.raises(ConfigError):
+        method.validate(model, {**info, "unseen_size": need - 1})
+    assert largest_n(method, need) == n and largest_n(method, need - 1) == n - 1
+
+
+def test_size_problems_against_hand_worked_counts():
+    from unlearn_bench.datacheck import size_problems
+    from unlearn_bench.methods.lra_npp import LRANPP
+    counts = [60, 41, 80]  # the pool may take 20 of every class
+    cfg = compose(["data=digits", "forget.classes=[0,2]", "forget.unseen.per_class=10"])
+    problems, fixes = size_problems(cfg, LRANPP(n=36), counts)  # two forget classes: 18 of each needed
+    assert problems == ["method.n=36 needs a pool of >= 36 unseen images of forget class(es) [0, 2], but "
+                        "forget.unseen.per_class=10 holds out 20"]
+    assert fixes == ["set method.n<=20", "set forget.unseen.per_class>=18 (these data allow up to 20)"]
+    assert size_problems(cfg, LRANPP(n=20), counts) == ([], [])
+    cfg = compose(["data=digits", "forget.classes=[1]", "forget.unseen.per_class=25"])
+    problems, fixes = size_problems(cfg, LRANPP(n=36), counts)
+    assert len(problems) == 2 and problems[0].endswith("and class 1 has 41")
+    assert fixes == ["set forget.unseen.per_class=20 and method.n<=20"]  # digits: no images to add
+    problems, _ = size_problems(cfg, None, counts)  # a method with no use for the pool: the pool alone
+    assert len(problems) == 1 and problems[0].startswith("forget.unseen.per_class=25 needs >= 50 training")
+
+
+def test_digits_pool_and_n_too_large_are_reported_together(digits_cfg, no_training):
+    with pytest.raises(UnlearnBenchError) as e:
+        validate_config(digits_cfg("method=lra_npp", "forget.unseen.per_class=500", "method.n=100"))
+    _one_line(e.value, "digits holds too few images for these settings (2 problems)")
+    assert "fix: set forget.unseen.per_class=65 and method.n<=65" in str(e.value)

@@ -33,6 +33,7 @@ class ImageData:
     std: tuple[float, ...]
     augment: str = "none"  # "none" | "crop_flip" | "crop"
     fingerprint: str | None = None  # content hash of files a user supplies (data_files.py): part of cache keys
+    drawn_test_fraction: float | None = None  # the test split is this share of data that came without one
 
     @property
     def in_shape(self) -> tuple[int, int, int]:
@@ -44,14 +45,18 @@ class ImageData:
     def limit(self, train: int | None, test: int | None, seed: int = 0) -> ImageData:
         """Keep stratified, seeded subsets of ``train`` training and ``test`` test images (quick runs)."""
         self.train_x, self.train_y = _stratified(self.train_x, self.train_y, train, seed)
-        self.test_x, self.test_y = _stratified(self.test_x, self.test_y, test, seed)
+        self.test_x, self.test_y = _stratified(self.test_x, self.test_y, test, seed, "data.test_limit")
         return self
 
 
-def _stratified(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int):
+def _stratified(x: torch.Tensor, y: torch.Tensor, n: int | None, seed: int, what: str = "data.train_limit"):
     if n is None or n >= len(y):
         return x, y
     from sklearn.model_selection import train_test_split
+    k = int((torch.bincount(y) > 0).sum())
+    if n < k or len(y) - n < k:  # sklearn's stratified draw needs a class's worth on both sides
+        raise DataError(f"{what}={n} of {len(y)} images cannot keep every one of {k} classes in a stratified "
+                        f"subset; fix: set {what} between {k} and {len(y) - k}, or null for every image")
     keep, _ = train_test_split(np.arange(len(y)), train_size=int(n), stratify=y.numpy(), random_state=seed)
     keep = torch.from_numpy(np.sort(keep))
     return x[keep].contiguous(), y[keep].contiguous()
@@ -78,7 +83,8 @@ class Digits:
                                   stratify=d.target, random_state=self.split_seed)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return ImageData(self.name, t(x[tr]), t(d.target[tr]).long(), t(x[te]), t(d.target[te]).long(),
-                         10, self.mean, self.std).limit(self.train_limit, self.test_limit)
+                         10, self.mean, self.std, drawn_test_fraction=self.test_fraction
+                         ).limit(self.train_limit, self.test_limit)
 
 
 class TorchvisionImages:

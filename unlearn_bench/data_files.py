@@ -128,18 +128,29 @@ def from_arrays(name: str, xtr, ytr, xte, yte, num_classes: int | None = None, m
     return data
 
 
+class TooFewToSplit(DataError):
+    """Data without a test split hold too few images to draw one. Carries the per-class image counts, so
+    that validation can state, in the same message, what the run's other settings ask of the data."""
+
+    def __init__(self, problem: str, fix: str, counts: np.ndarray, test_fraction: float):
+        super().__init__(f"{problem}; fix: {fix}")
+        self.problem, self.fix, self.counts, self.test_fraction = problem, fix, counts, test_fraction
+
+
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, source: str):
     """A stratified, seeded test split for data that come without one."""
     from sklearn.model_selection import train_test_split
     counts = np.bincount(y)
-    if counts[counts > 0].min() < 2:
-        raise DataError(f"{source}: a class has a single image, too few to split off a test set; fix: add "
-                        f"images or provide a test split")
+    single = np.flatnonzero(counts == 1).tolist()
+    if single:
+        raise TooFewToSplit(f"{source}: class(es) {single[:10]} have a single image, too few to split off a "
+                            f"test set", "add images or provide a test split", counts, test_fraction)
     n_test, k = int(np.ceil(test_fraction * len(y))), int((counts > 0).sum())
     if n_test < k or len(y) - n_test < k:
-        raise DataError(f"{source}: data.test_fraction={test_fraction} of {len(y)} images leaves "
-                        f"{min(n_test, len(y) - n_test)} for a split of {k} classes; fix: provide a test split "
-                        f"or set data.test_fraction so both splits hold at least one image per class")
+        raise TooFewToSplit(f"{source}: data.test_fraction={test_fraction} of {len(y)} images leaves "
+                            f"{min(n_test, len(y) - n_test)} for a split of {k} classes",
+                            "provide a test split or set data.test_fraction so both splits hold at least one "
+                            "image per class", counts, test_fraction)
     tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
     tr, te = np.sort(tr), np.sort(te)
     return x[tr], y[tr], x[te], y[te]
@@ -167,12 +178,14 @@ class _FileSource:
         return p
 
     def _finish(self, xtr, ytr, xte, yte, source: str) -> ImageData:
-        if xte is None:
+        drawn = xte is None
+        if drawn:
             x = _images(xtr, f"{source}: x_train")
             xtr, ytr, xte, yte = _split(x, _labels(ytr, len(x), f"{source}: y_train"), self.test_fraction,
                                         self.split_seed, source)
         data = from_arrays(self.name, xtr, ytr, xte, yte, self.num_classes, self.mean, self.std, self.augment,
                            source)
+        data.drawn_test_fraction = self.test_fraction if drawn else None
         return data.limit(self.train_limit, self.test_limit)  # the fingerprint stays the whole data's
 
 

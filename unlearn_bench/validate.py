@@ -16,6 +16,8 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from unlearn_bench.data_files import TooFewToSplit
+from unlearn_bench.datacheck import check_sizes
 from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
 
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one, silently
@@ -212,13 +214,9 @@ def validate_run(ctx) -> None:
     _check(not bad, f"forget class(es) {bad} out of range for {data.name} (classes 0..{k - 1}); "
                     f"fix: pick forget.classes within 0..{k - 1}")
     _check(len(set(classes)) < k, f"forget.classes covers all {k} classes; fix: leave at least one class to retain")
-    per_class = int(cfg.forget.unseen.per_class)
     counts = data.class_counts() if cfg.forget.unseen.source == "holdout" else \
         torch.bincount(data.test_y, minlength=k).numpy()
-    limit = int(counts.min()) // 2
-    _check(1 <= per_class <= limit,
-           f"forget.unseen.per_class={per_class} is outside 1..{limit} (half the smallest class of the "
-           f"{cfg.forget.unseen.source} split of {data.name}); fix: set forget.unseen.per_class<={limit}")
+    check_sizes(cfg, ctx.method, counts, _data_label(cfg, data.name), data.drawn_test_fraction)
     _check(len(split.forget_train) > 0, f"no training image of class(es) {classes} in {data.name}; fix: pick "
                                         f"forget classes present in the training split")
     if len(split.forget_test) == 0:  # a user's data can lack them; the run is still meaningful
@@ -242,15 +240,29 @@ def validate_run(ctx) -> None:
                                 "in_shape": data.in_shape})
 
 
+def _data_label(cfg, name: str) -> str:
+    return f"data.path={cfg.data.path}" if cfg.data.get("path") else name
+
+
 def build_context(cfg):
     """The run's context (data, split, model factory, method), with construction failures that come from
-    the configuration (a bad argument to a ``_target_``, a value sklearn rejects) as one-line errors."""
+    the configuration (a bad argument to a ``_target_``, a value sklearn rejects) as one-line errors. Data
+    too few to split off a test set are reported with what the unseen pool and the method would need."""
     from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
     from unlearn_bench.context import Context
 
     try:
         return Context(cfg)
+    except TooFewToSplit as e:
+        try:
+            method = instantiate(cfg.method)
+        except Exception:  # noqa: BLE001 -- a method that cannot be built is reported when the data load
+            method = None
+        check_sizes(cfg, method, e.counts, _data_label(cfg, str(cfg.data.get("name", "the data"))),
+                    split_error=e)
+        raise
     except UnlearnBenchError:
         raise
     except (InstantiationException, ValueError, TypeError) as e:
