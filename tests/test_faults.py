@@ -179,9 +179,12 @@ def test_run_killed_mid_training_leaves_no_metrics_and_a_rerun_completes(tmp_pat
     assert not list(tmp_path.glob("c/original/*.json")), "training finished before the kill"
     _kill(p)
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.glob("c/original/*.pt"))
+    [record] = list(tmp_path.rglob("failed.json"))  # what a run killed without warning leaves: it never ended
+    assert json.loads(record.read_text())["status"] == "unfinished"
     log = _finish(_cli(*args, cwd=tmp_path, env=env))
     [m] = list(tmp_path.rglob("metrics.json"))
     assert json.loads(m.read_text())["original_cache_hit"] is False and "training (pid" in log
+    assert not record.exists()  # the finished run replaced it
     # no secret reaches the run directory (config, env.json, Hydra's logs, wandb's offline files)
     for f in m.parent.rglob("*"):
         if f.is_file():

@@ -230,3 +230,44 @@ def test_a_dry_run_of_an_optuna_study_is_refused_in_one_line(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: hydra.launcher.dry_run") and "fix:" in err
+
+
+# -- an Optuna study's output: one setup line, trial folders named by what they tried -----------------------
+TRIAL_SUBDIR = "trial${hydra:job.num}-${ub_params:}"
+
+
+def test_drawn_params_name_a_trial_by_the_values_it_was_given():
+    from hydra.core.hydra_config import HydraConfig
+
+    from unlearn_bench.cli import drawn_params
+    cfg = compose(["experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
+                   "method.h_fraction=0.0123456", "method.rule=gamma", "seed=100"])
+    HydraConfig.instance().set_config(cfg)
+    try:  # only the search space's keys, in its order; k_fraction was not set, seed is not searched
+        assert drawn_params() == "h_fraction=0.0123-rule=gamma"
+        subdir = OmegaConf.create({"subdir": "trial7-${ub_params:}"}).subdir
+        assert subdir == "trial7-h_fraction=0.0123-rule=gamma"
+    finally:
+        HydraConfig.instance().cfg = None
+    assert drawn_params() == ""  # outside a Hydra job
+
+
+def test_an_optuna_study_opens_with_one_line_and_its_trial_folder_names_its_values(tmp_path, cache_dir):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from hydra_plugins.unlearn_bench_launchers.skip import split_finished
+    r = _cli(["-m", *QUICK, "experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
+              "hydra.sweeper.n_trials=1", f"hydra.sweep.subdir={TRIAL_SUBDIR}"], tmp_path, cache_dir)
+    out = (r.stdout + r.stderr).splitlines()
+    noise = ("setup plugin", "A new study created", "Study name:", "Storage:", "Sampler:")
+    assert not [line for line in out if any(n in line for n in noise)]
+    assert len([line for line in out if "optuna study" in line and "TPESampler" in line]) == 1
+    study = tmp_path / "tune" / "digits-mlp" / "lra_npp"
+    [trial] = [p.parent for p in study.rglob("metrics.json")]
+    m = yaml.safe_load((trial / "config.yaml").read_text())["method"]
+    assert trial.name == (f"trial0-h_fraction={m['h_fraction']:.3g}-k_fraction={m['k_fraction']:.3g}"
+                          f"-rule={m['rule']}")
+    assert out[-1] == f"next: unlearn-bench-report {study}"
+    # the folder still names the job number: launchers submit every trial, as before
+    cfg = compose(["experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
+                   f"hydra.sweep.subdir={TRIAL_SUBDIR}"])
+    assert split_finished(cfg, None, [["a=1"], ["a=2"]], 0) == ([0, 1], {})

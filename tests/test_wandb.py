@@ -51,7 +51,8 @@ def read_run(run_file: Path, wait_s: float = 60.0) -> tuple[dict, dict]:
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             facts = {"group": rec.run.run_group, "job_type": rec.run.job_type, "tags": list(rec.run.tags),
-                     "name": rec.run.display_name}
+                     "name": rec.run.display_name,
+                     "config": {item.key for item in rec.run.config.update} - {"_wandb"}}
         elif kind == "summary":
             for item in rec.summary.update:
                 summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
@@ -68,6 +69,9 @@ def test_offline_run_holds_the_summary_and_no_secret(digits_cfg, tmp_path, monke
     [run_file] = [p for p, (f, _) in runs.items() if f["job_type"] == "unlearn"]
     # a cache miss trains the original in its own run, job_type train, same group
     assert all(f["job_type"] == "train" and f["group"] == "wbtest" for p, (f, _) in runs.items() if p != run_file)
+    # named and tagged as the original, whichever method's run trained it
+    assert all(f["name"] == "original-digits-mlp-seed0" and f["tags"] == ["original", "digits", "mlp"]
+               for p, (f, _) in runs.items() if p != run_file)
     facts, summary = runs[run_file]
     assert facts["group"] == "wbtest" and facts["job_type"] == "unlearn"
     assert facts["tags"] == ["none", "digits", "mlp"]
@@ -87,18 +91,33 @@ def test_offline_run_holds_the_summary_and_no_secret(digits_cfg, tmp_path, monke
             assert FAKE_KEY.encode() not in p.read_bytes(), p
 
 
-def test_training_jobs_get_their_own_train_runs(tmp_path):
+def test_training_jobs_get_their_own_train_runs_named_by_the_model_they_train(tmp_path):
+    """The original and the oracle are shared by every method of their setup: their runs are named and tagged
+    by what they train, not by the method whose run happened to train them, and carry no method config."""
     logger = WandbLogger(mode="offline")
-    logger.start(tmp_path, {"seed": 0, "wandb": {"api_key": "x"}}, "m-run", "grp", ["m", "digits", "", "mlp"])
+    config = {"seed": 0, "method": {"lr": 0.1}, "method_seed": 0, "wandb": {"api_key": "x"}}
+    logger.start(tmp_path, config, "finetune-forget3-seed0", "grp", ["finetune", "digits", "", "mlp"],
+                 task={"data": "digits", "model": "mlp", "forget": "3", "seed": 0})
     try:
-        assert logger.lightning("train") is not False
+        assert logger.lightning("train") is not False  # the original model
+        assert logger.lightning("retrain") is not False
+        assert logger.lightning("shadow_original") is not False
+        assert logger.lightning("shadow_original") is not False  # a second shadow of the same kind
         logger.lightning("unlearn").log_metrics({"loss": 1.0}, step=0)
     finally:
         logger.finish()
     runs = sorted(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
-    facts = sorted((read_run(p)[0] for p in runs), key=lambda f: f["job_type"])
-    assert [f["job_type"] for f in facts] == ["train", "unlearn"]
-    assert all(f["group"] == "grp" and f["tags"] == ["m", "digits", "mlp"] for f in facts)
+    facts = {f["name"]: f for f in (read_run(p)[0] for p in runs)}
+    assert sorted(facts) == ["finetune-forget3-seed0", "original-digits-mlp-seed0",
+                             "retrain-digits-mlp-forget3-seed0", "shadow_original-digits-mlp-forget3-seed0",
+                             "shadow_original-digits-mlp-forget3-seed0-2"]
+    assert all(f["group"] == "grp" for f in facts.values())
+    unlearn = facts.pop("finetune-forget3-seed0")
+    assert unlearn["job_type"] == "unlearn" and unlearn["tags"] == ["finetune", "digits", "mlp"]
+    assert unlearn["config"] == {"seed", "method", "method_seed", "wandb"}
+    for name, f in facts.items():
+        assert f["job_type"] == "train" and f["tags"] == [name.split("-")[0], "digits", "mlp"], name
+        assert f["config"] == {"seed", "wandb"}, name  # no method settings
     assert logger.run is None and not logger._train_runs
 
 

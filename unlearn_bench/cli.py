@@ -4,6 +4,13 @@ Before Hydra starts, ``preflight`` composes the command line once with Hydra's c
 group option, a misspelled key or a malformed override then ends in one ``error: ...`` line (exit 2)
 instead of Hydra's multi-line report. A multirun then has every job validated (``sweep_check``) before the
 first one starts. Valid command lines go to Hydra unchanged.
+
+When it ends, a single run prints its metrics.json and the report command for its experiment folder; a
+multirun prints its sweep folder, how many runs finished, were skipped as finished before, or failed (each
+failure named), and the report command (``rundir.run_lines`` / ``sweep_lines``). Runs left in the default
+``name`` folder (``runs/adhoc``) keep their place there, so the same command finds and skips a finished run;
+when that folder also holds runs of other experiments, which its report would show together, the closing
+lines say so and how to keep them apart.
 """
 
 from __future__ import annotations
@@ -11,6 +18,9 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
+import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra
@@ -20,6 +30,12 @@ from unlearn_bench.errors import ConfigError, Interrupted, UnlearnBenchError, on
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("unlearn_bench")
+
+# Lightning's SLURM detection warns on every fit wherever an `srun` binary is on PATH, to catch multi-GPU jobs
+# started without srun. A run here trains on one device, and under hydra/launcher=slurm submitit starts each
+# task with srun itself, so the hint is always noise. Set here, at import: launcher workers import this module
+# to find the task function, so the filter holds in every process that runs a job.
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
 
 
 def _join(classes) -> str:
@@ -38,6 +54,60 @@ def method_seed_tag(seed, method_seed) -> str:
 
 
 OmegaConf.register_new_resolver("ub_mseed", method_seed_tag, replace=True)
+
+
+def drawn_params() -> str:
+    """``${ub_params:}``, the values a sweeper set for this job, for its folder name: each key of
+    ``hydra.sweeper.params`` the job's overrides set, by its last part (``lr=0.00443-epochs=4``; numbers to 3
+    significant digits). For Optuna trials ``trial${hydra:job.num}-${ub_params:}``: the job number keeps two
+    draws that round alike apart, and launchers submit every job whose folder names its number
+    (``hydra_plugins/unlearn_bench_launchers/skip.py``), so nothing is looked up before a trial is drawn."""
+    from hydra.core.hydra_config import HydraConfig
+    if not HydraConfig.initialized():
+        return ""
+    hc = HydraConfig.get()
+    drawn = {}
+    for o in hc.overrides.task:
+        key, _, value = str(o).partition("=")
+        drawn[key.lstrip("+~")] = value
+    return "-".join(f"{k.rsplit('.', 1)[-1]}={_short(drawn[k])}" for k in (hc.sweeper.get("params") or {})
+                    if k in drawn)
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value.replace("/", "_").replace(" ", "_")
+    return value if value.lstrip("-").isdigit() else f"{number:.3g}"
+
+
+OmegaConf.register_new_resolver("ub_params", drawn_params, replace=True)
+
+
+class _OptunaStudyLine(logging.Filter):
+    """The Optuna sweeper announces its study in four lines (name, storage, sampler, directions): one here."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        for key in ("Study name", "Storage", "Sampler"):
+            if msg.startswith(f"{key}: "):
+                self.seen[key] = msg[len(key) + 2:]
+                return False
+        if msg.startswith("Directions: "):
+            record.msg, record.args = (f"optuna study {self.seen.get('Study name', '')}: sampler "
+                                       f"{self.seen.get('Sampler')}, storage {self.seen.get('Storage')}, "
+                                       f"{msg[0].lower()}{msg[1:]}"), ()
+        return True
+
+
+# Optuna's storage layer imports alembic, which logs a line per plugin it sets up (7 lines before any trial)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+logging.getLogger("hydra_plugins.hydra_optuna_sweeper._impl").addFilter(_OptunaStudyLine())
 
 
 def _keys(node, prefix: str = "") -> list[str]:
@@ -167,17 +237,33 @@ def _explain(e: Exception, overrides, compose, config_name: str) -> str:
     return f"the command line does not compose ({one_line(text, 200)}); fix: correct that override"
 
 
-# jobs of this process: how a stopped sweep says what it left (the basic launcher runs them here, in turn)
-_jobs: dict = {"finished": 0, "current": None}
+# jobs of this process: how a stopped sweep says what it left (the basic launcher runs them here, in turn);
+# "outcomes" (run folder -> (kind, reason)) and "returns" (every launcher's JobReturns) say how a sweep ended
+_jobs: dict = {"finished": 0, "current": None, "outcomes": {}, "returns": [], "sweep": None}
+
+
+def _adhoc(cfg) -> bool:
+    """Whether the run goes to the default experiment folder (``name`` left as conf/config.yaml sets it):
+    runs nobody chose to group, which is where a note on mixed experiments belongs."""
+    try:
+        return str(cfg.name) == str(OmegaConf.load(Path(CONFIG_DIR) / "config.yaml").get("name"))
+    except Exception:  # noqa: BLE001 -- no note rather than no run
+        return False
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def _app(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from unlearn_bench.pipeline import _hydra_run_dir, run
-    _jobs["current"] = _hydra_run_dir()
+    from unlearn_bench.rundir import SHOWN, experiment_dir, outcome, run_lines, shown
+    run_dir = _jobs["current"] = _hydra_run_dir()
+    started = time.time()
     try:
         result = run(cfg)  # validates the whole config before it writes or trains anything
     except UnlearnBenchError as e:
+        _jobs["outcomes"][str(run_dir)] = ("failed", one_line(e, 1000))
         print(f"error: {one_line(e, 1000)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C where interrupts.install did not run (e.g. a submitit job)
@@ -186,10 +272,64 @@ def _app(cfg: DictConfig) -> float | None:
         sys.exit(130)
     _jobs["finished"] += 1
     _jobs["current"] = None
-    acc = result.get("acc/forget_train")
-    log.info("%s: %s", result.get("method"), {k: round(v, 4) for k, v in result.items()
-                                               if k.startswith("acc/") and isinstance(v, float)})
-    return acc
+    kind, reason = _jobs["outcomes"][str(run_dir)] = outcome(run_dir, started)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        numbers = ", ".join(f"{k} {result[k]:.4f}" for k in SHOWN if isinstance(result.get(k), float))
+        log.info("%s %s: %s", kind, shown(run_dir), reason or numbers)
+    else:
+        folder = experiment_dir(cfg.get("runs_dir"), cfg.get("name"), run_dir)
+        print("\n".join(run_lines(run_dir, kind, reason, result, folder, _adhoc(cfg))))
+    return result.get("acc/forget_train")
+
+
+class _RecordedLauncher:
+    """A sweeper's launcher, whose ``launch`` also keeps the JobReturns for the sweep's closing lines. The
+    sweeper holds this wrapper; the launcher itself (which submitit pickles into its jobs) is unchanged."""
+
+    def __init__(self, launcher):
+        self._launcher = launcher
+
+    def __getattr__(self, name):
+        return getattr(self._launcher, name)
+
+    def launch(self, job_overrides, initial_job_idx):
+        returns = self._launcher.launch(job_overrides, initial_job_idx)
+        _jobs["returns"].extend(returns)
+        return returns
+
+
+@contextmanager
+def _recorded_launches():
+    """Inside, every launcher Hydra builds for a sweeper is a ``_RecordedLauncher``."""
+    from hydra.core.plugins import Plugins
+    real = Plugins.instantiate_launcher
+
+    def instantiate_launcher(self, *args, **kwargs):
+        launcher = real(self, *args, **kwargs)
+        _jobs["sweep"] = kwargs.get("config", args[-1] if args else None)
+        if "optuna" in sys.modules:  # a study's creation announces itself; the sweeper's own line says it all
+            sys.modules["optuna"].logging.set_verbosity(logging.WARNING)
+        return _RecordedLauncher(launcher)
+    Plugins.instantiate_launcher = instantiate_launcher
+    try:
+        yield
+    finally:
+        Plugins.instantiate_launcher = real
+
+
+def sweep_end(since: float, stopped: bool) -> None:
+    """Print the sweep's closing lines (``rundir.sweep_lines``); nothing for a dry run or when no job ran."""
+    import os
+
+    from unlearn_bench.rundir import sweep_lines, sweep_outcomes
+    runs, cfg = sweep_outcomes(_jobs["returns"], _jobs["outcomes"], since), _jobs["sweep"]
+    if not runs or (cfg is not None and OmegaConf.select(cfg, "hydra.launcher.dry_run", default=False)):
+        return
+    try:
+        folder = Path(str(cfg.hydra.sweep.dir))
+    except Exception:  # noqa: BLE001 -- a sweep folder named by something only a job resolves
+        folder = Path(os.path.commonpath([str(d) for d in runs]))
+    print("\n".join(sweep_lines(runs, folder, stopped, cfg is not None and _adhoc(cfg))), flush=True)
 
 
 def main() -> None:
@@ -209,7 +349,18 @@ def main() -> None:
             except ConfigError as e:
                 print(f"error: {e}", file=sys.stderr)
                 sys.exit(2)
-        _app()
+        if not args.multirun or special:
+            _app()
+            return
+        started = time.time()
+        with _recorded_launches():
+            try:
+                _app()
+            except SystemExit as e:  # a job's error (its line is above) or Hydra's ended the sweep
+                if e.code not in (None, 0):
+                    sweep_end(started, stopped=True)
+                raise
+        sweep_end(started, stopped=False)
     except Interrupted as e:
         total = None
         if args.multirun and not special:  # counted only when a stopped sweep has to say what it left

@@ -10,8 +10,10 @@ from pathlib import Path
 
 
 class NoLogger:
-    def start(self, run_dir: Path, config: dict, name: str, group: str, tags: list[str]) -> None:
-        pass
+    def start(self, run_dir: Path, config: dict, name: str, group: str, tags: list[str],
+              task: dict | None = None) -> None:
+        """``name`` and ``tags`` label the unlearning run; ``task`` (data, model, forget, seed) labels the
+        shared models a run trains on a cache miss."""
 
     def lightning(self, job_type: str):
         return False
@@ -41,7 +43,7 @@ def scrub(config):
 class CSVLogger(NoLogger):
     """Lightning's CSV logger: loss curves under ``<run_dir>/csv/<job_type>/``."""
 
-    def start(self, run_dir, config, name, group, tags):
+    def start(self, run_dir, config, name, group, tags, task=None):
         self.run_dir = Path(run_dir)
 
     def lightning(self, job_type):
@@ -49,28 +51,53 @@ class CSVLogger(NoLogger):
         return LCSV(save_dir=str(self.run_dir / "csv"), name=job_type, version="")
 
 
+# the training job a run names "train" is the original model's
+ROLES = {"train": "original"}
+# settings that shape the unlearning step only, not a shared model: left out of a training run's config
+METHOD_KEYS = ("method", "method_seed")
+
+
 class WandbLogger(NoLogger):
     """wandb, offline unless ``mode=online`` (or WANDB_MODE) is set: runs land in ``<run_dir>/wandb`` and
-    can be uploaded later with ``wandb sync``. The run's main wandb run has job_type ``unlearn`` and holds the
-    summary (every key of metrics.json) and tables; each model trained on a cache miss (original, retrain,
-    shadows) gets its own run with job_type ``train`` in the same group, so loss curves never share a step
-    axis. Credentials come from wandb's own login/env only; config entries that look like secrets are dropped."""
+    can be uploaded later with ``wandb sync`` (a whole sweep: ``wandb sync $(find <sweep dir> -type d -name
+    'offline-run-*')``). The run's main wandb run has job_type ``unlearn`` and holds the summary (every key of
+    metrics.json) and tables; each model trained on a cache miss (original, retrain, shadows) gets its own run
+    with job_type ``train`` in the same group, so loss curves never share a step axis. Such a model is shared
+    by every method of its setup, whichever run happened to train it, so its run is named and tagged by what
+    it is (``original-digits-mlp-seed0``; tags original, data, model), and its config leaves the method out.
+    Credentials come from wandb's own login/env only; config entries that look like secrets are dropped."""
 
     def __init__(self, project: str = "unlearn-bench", entity: str | None = None, mode: str = "offline"):
         self.project, self.entity, self.mode = project, entity, os.environ.get("WANDB_MODE", mode)
         self.run = None
         self._train_runs: list = []
 
-    def _init(self, job_type: str, name: str):
+    def _init(self, job_type: str, name: str, tags: list[str], config: dict):
         import wandb
         return wandb.init(project=self.project, entity=self.entity, mode=self.mode, dir=str(self.run_dir),
-                          name=name, group=self.group, job_type=job_type, tags=self.tags, config=self.config,
+                          name=name, group=self.group, job_type=job_type, tags=tags, config=config,
                           reinit="create_new")
 
-    def start(self, run_dir, config, name, group, tags):
+    def start(self, run_dir, config, name, group, tags, task=None):
         self.run_dir, self.config, self.name, self.group = Path(run_dir), scrub(config), name, group
-        self.tags = [t for t in tags if t]
-        self.run = self._init("unlearn", name)
+        self.tags, self.task, self._named = [t for t in tags if t], dict(task or {}), {}
+        self.run = self._init("unlearn", name, self.tags, self.config)
+
+    def model_run(self, job_type: str) -> tuple[str, list[str]]:
+        """(name, tags) of the wandb run that trains a shared model: ``original-<data>-<model>-seed<s>``,
+        ``retrain-<data>-<model>-forget<f>-seed<s>``, ``shadow_original-...``; a second model of one kind in
+        the same run gets ``-2``, and so on."""
+        role, t = ROLES.get(job_type, job_type), self.task
+        parts = [role, t.get("data"), t.get("model")]
+        if role != "original" and t.get("forget") not in (None, ""):
+            parts.append(f"forget{t['forget']}")
+        if t.get("seed") is not None:
+            parts.append(f"seed{t['seed']}")
+        name = "-".join(str(p) for p in parts if p not in (None, ""))
+        self._named[name] = self._named.get(name, 0) + 1
+        if self._named[name] > 1:
+            name += f"-{self._named[name]}"
+        return name, [x for x in (role, t.get("data"), t.get("model")) if x]
 
     def lightning(self, job_type):
         from lightning.pytorch.loggers import WandbLogger as LW
@@ -79,7 +106,8 @@ class WandbLogger(NoLogger):
         if job_type == "unlearn":
             return LW(experiment=self.run)
         self._finish_train_runs()  # the previous training job has ended by the time the next one starts
-        run = self._init("train", f"{self.name}-{job_type}")
+        name, tags = self.model_run(job_type)
+        run = self._init("train", name, tags, {k: v for k, v in self.config.items() if k not in METHOD_KEYS})
         self._train_runs.append(run)
         return LW(experiment=run)
 

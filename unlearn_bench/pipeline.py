@@ -3,7 +3,9 @@
 Order: validate everything (no file written) -> lock the run directory (``rundir``: one writer; a finished
 run of another configuration is refused or, with overwrite=true, kept aside) -> write config/split/env ->
 original model (cached) -> unlearn (timed alone) -> collect outputs -> metrics -> predictions.npz ->
-metrics.json (last, atomic).
+metrics.json (last, atomic). In a folder that exists when the run starts (Hydra makes it), ``failed.json``
+says the attempt is unfinished until it ends: an error or a signal rewrites it with the reason, and
+metrics.json, once written, replaces it (``rundir``), so a killed run's folder still says what happened.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from unlearn_bench.context import (  # noqa: F401  (re-exported: the pipeline's 
 )
 from unlearn_bench.errors import DiskFull, Diverged
 from unlearn_bench.reference_models import ReferenceModels
-from unlearn_bench.rundir import claim, run_lock, take_overwrite
+from unlearn_bench.rundir import (
+    claim,
+    clear_failure,
+    failures_recorded,
+    mark_started,
+    run_lock,
+    take_overwrite,
+)
 from unlearn_bench.store import env_info, read_complete, write_json
 from unlearn_bench.training import check_finite, norm_stats_scope, precision_scope
 from unlearn_bench.validate import validate_config
@@ -46,15 +55,17 @@ log = logging.getLogger("unlearn_bench")
 def run(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Run one (data, model, method, forget set, seed) configuration; returns metrics.json's content."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
-    cfg, overwrite = take_overwrite(cfg)
-    done = _finished(run_dir, cfg)
-    if done is not None:
-        return done
-
-    ctx = validate_config(cfg)
-    chash = config_hash(cfg)
+    mark_started(run_dir)  # in a folder Hydra made: a run killed while it validates leaves a record too
+    with failures_recorded(run_dir):  # ... and so does one that fails validation
+        cfg, overwrite = take_overwrite(cfg)
+        done = _finished(run_dir, cfg)
+        if done is not None:
+            return done
+        ctx = validate_config(cfg)
+        chash = config_hash(cfg)
     L.seed_everything(int(cfg.seed), workers=False, verbose=False)
-    with run_lock(run_dir):  # a second process on this folder is refused, not interleaved
+    # a second process on this folder is refused, not interleaved; failed.json is written under the lock
+    with run_lock(run_dir), failures_recorded(run_dir, chash, locked=True):
         done = _finished(run_dir, cfg)  # it may have finished while this one validated
         if done is not None:
             return done
@@ -86,6 +97,7 @@ def _write_run(ctx: Context, cfg: DictConfig, run_dir: Path, chash: str, overwri
     if done is not None:  # a finished run of another configuration
         claim(run_dir, done, plain_config(cfg), overwrite)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # a damaged one, not a result
+    mark_started(run_dir, chash, locked=True)  # "unfinished" until this attempt ends one way or another
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain_config(cfg))),
                       "the run's config.yaml")
     ctx.split.save(run_dir / "split.json")
@@ -93,7 +105,8 @@ def _write_run(ctx: Context, cfg: DictConfig, run_dir: Path, chash: str, overwri
 
     logger = instantiate(cfg.logger)
     tags = [ctx.method_label, ctx.labels.get("data", ""), ctx.labels.get("model", "")]
-    logger.start(run_dir, plain_config(cfg), f"{ctx.method_label}-{run_dir.name}", cfg.name, tags)
+    logger.start(run_dir, plain_config(cfg), f"{ctx.method_label}-{run_dir.name}", cfg.name, tags,
+                 task=_task(ctx))
     try:
         with precision_scope(ctx.precision):  # every fit of this run: original, oracle, methods, shadows
             return _run(ctx, run_dir, chash, logger)
@@ -109,11 +122,11 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     data = ctx.unlearn_data(ctx.method, ctx.subsets["retain_train"], lambda: ctx.retrain(logger), mseed,
                             logger.lightning("unlearn"), bool(cfg.progress))
 
-    result = {"status": "ok", "method": ctx.method_label, "data": ctx.labels.get("data", ctx.data.name),
-              "model": ctx.labels.get("model", ""), "forget": "-".join(map(str, ctx.split.forget_classes)),
-              "seed": int(cfg.seed), "method_seed": mseed, "regime": ctx.method.regime.value, "name": cfg.name,
+    result = {"status": "ok", "method": ctx.method_label, **_task(ctx), "method_seed": mseed,
+              "regime": ctx.method.regime.value, "name": cfg.name,
               "uses_unseen_retain": bool(ctx.method.needs_unseen_retain), "uses_oracle": ctx.method.needs_oracle,
-              "config_hash": chash, "setup": setup_hash(cfg, ctx.data.fingerprint), "original_cache_hit": hit, "original_train_s": meta.get("train_s")}
+              "config_hash": chash, "setup": setup_hash(cfg, ctx.data.fingerprint), "original_cache_hit": hit,
+              "original_train_s": meta.get("train_s")}
     cost: dict = {}
     torch.manual_seed(mseed)
     working_copy = copy.deepcopy(original)  # not part of the method's cost
@@ -124,6 +137,7 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     except Diverged as e:
         result.update(status="failed", reason=str(e), **{f"cost/{k}": v for k, v in cost.items()})
         write_json(run_dir / "metrics.json", result)
+        clear_failure(run_dir)  # this metrics.json is the failure's record
         logger.log_summary(result)
         log.warning("%s failed: %s", ctx.method_label, e)
         return result
@@ -146,8 +160,15 @@ def _run(ctx: Context, run_dir: Path, chash: str, logger) -> dict:
     atomic_write_bytes(run_dir / "predictions.npz", lambda p: _savez(p, predictions), "predictions.npz")
     ctx.method.write_artifacts(run_dir, original, unlearned, data)
     write_json(run_dir / "metrics.json", result)
+    clear_failure(run_dir)
     logger.log_summary(result)
     return result
+
+
+def _task(ctx: Context) -> dict:
+    """What the report groups runs by; the wandb runs of shared models (original, oracle) are named by it."""
+    return {"data": ctx.labels.get("data", ctx.data.name), "model": ctx.labels.get("model", ""),
+            "forget": "-".join(map(str, ctx.split.forget_classes)), "seed": int(ctx.cfg.seed)}
 
 
 def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, logits_o, logits_u, labels):
