@@ -59,8 +59,10 @@ test-cluster: $(STAMP)
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(BENCH_ARGS) || exit 1; done
 
+# Every experiments/*/analyze.py over $(RUNS)/<name>, into the git-ignored experiments/<name>/results/; one
+# line per script (rebuilt, or the runs folder it needs); fails when none was rebuilt
 figures: $(STAMP)
-	@for a in experiments/*/analyze.py; do echo "== $$a"; $(PY) $$a || echo "   not rebuilt: see the message above"; done
+	@UNLEARN_BENCH_RUNS=$(RUNS) $(PY) experiments/build_figures.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check unlearn_bench baselines tests benchmarks experiments hydra_plugins

@@ -215,3 +215,28 @@ def test_every_pareto_point_is_one_table_row_with_the_same_n(tmp_path):
     assert want["ssd forget=0"] == 6 and want["Original forget=1"] == 2 and want["lra_npp forget=0 h=40"] == 4
     png = figures.pareto(pareto_runs(df, ["cfg/method.h"]), tmp_path / "p.png", label="_label")
     assert png.stat().st_size > 1000
+
+
+def test_a_row_left_at_the_originals_forget_accuracy_is_marked_as_not_forgetting():
+    """≈O: within noise of the Original's forget accuracy, an accuracy over N examples counting as N draws
+    (√(p(1 − p) / N) of noise), so one run is judged too."""
+    import math
+    orig = {"original/acc/forget_train": 0.937, "examples/forget_train": 270}
+    df = pd.DataFrame([_row(m, **{"acc/forget_train": v, **orig}) for m, v in
+                       (("ssd", 0.937), ("jit", 0.885), ("near", 0.92), ("lra_npp", 0.0), ("up", 0.99))])
+    t = summarize(df, columns=["acc/forget_train"]).set_index("method")["acc/forget_train"]
+    noise = math.sqrt(0.92 * 0.08 / 270 + 0.937 * 0.063 / 270)  # 0.022 against a difference of 0.017
+    assert abs(0.92 - 0.937) < noise < abs(0.885 - 0.937)
+    assert t["ssd"] == "0.937 ≈O" and t["near"] == "0.920 ≈O"
+    assert t["jit"] == "0.885" and t["lra_npp"] == "0.000" and t["Original"] == "0.937"
+    assert t["up"] == "0.990"  # above the Original beyond noise: not at it (and no forgetting either)
+    # without N and without runs, only the Original's own value (to 3 decimals) is "the same"
+    bare = df.drop(columns=["examples/forget_train"])
+    t = summarize(bare, columns=["acc/forget_train"]).set_index("method")["acc/forget_train"]
+    assert t["ssd"] == "0.937 ≈O" and t["near"] == "0.920"
+    # over seeds, the spread of the runs counts as for ≈R
+    seeds = pd.DataFrame([_row(m, seed=s, **{"acc/forget_train": v + 0.05 * s, "original/acc/forget_train":
+                                             0.95 + 0.02 * s}) for m, v in (("ft", 0.91), ("ga", 0.3))
+                          for s in (0, 1)])
+    t = summarize(seeds, columns=["acc/forget_train"]).set_index("method")["acc/forget_train"]
+    assert t["ft"].endswith("≈O") and not t["ga"].endswith("≈O")

@@ -1,6 +1,6 @@
 """What a table cell says about uncertainty: the mean over runs, its spread over runs (seeds, method seeds)
 and, for a population attack computed over ``eval.mia_draws`` draws (its ``<key>_std`` beside it), the
-spread over draws; plus whether a row lies within noise of the Retrain oracle.
+spread over draws; plus whether a row lies within noise of the Retrain oracle, and whether it forgot at all.
 
 A cell shows the spread of one draw (root mean square of the runs' ``_std``): how far a single draw of the
 attack may land. The run's value is the mean of R draws, so its own draw noise is that / sqrt(R).
@@ -8,7 +8,13 @@ attack may land. The run's value is the mean of R draws, so its own draw noise i
 Within noise: |mean - Retrain mean| <= sqrt(s^2 + s_R^2), where a row's spread s combines its std over runs
 (n >= 2) and the draw noise of its mean (one draw's std / sqrt(R), R from ``eval/mia_draws``; the std itself
 when R is unknown) in quadrature. A row with neither (one run, no draws) has no measured spread and gets no
-mark: one number cannot be called close or far."""
+mark: one number cannot be called close or far.
+
+Does not forget: the same test against the Original row, on the forget accuracies. An accuracy over the N
+examples of the forget set is itself a mean of N draws (each example right or wrong, one draw's std
+sqrt(p(1 - p))), so its draw noise sqrt(p(1 - p) / N) joins the spread as an attack's draws do; with N known
+(``examples/<split>``, from the run's per_class.csv) a single run can be judged too. Without N and without
+runs, only a value equal to the Original's at the table's precision is marked."""
 
 from __future__ import annotations
 
@@ -20,11 +26,16 @@ import pandas as pd
 
 NOISE_PREFIXES = ("acc/", "mia/")  # metrics the oracle itself measures, so its value is the target
 WITHIN = "≈R"
+NOT_FORGOTTEN = "≈O"
+FORGET_ACCURACIES = ("acc/forget_train", "acc/forget_test")
 NO_SPREAD = "n = 1: no spread"
 LEGEND = ("`(draws ± x)`: std of one draw of the attack within a run (root mean square over runs); the "
           "value is the mean of R draws, so its draw noise is x / √R. "
           f"`{WITHIN}`: within noise of Retrain, |mean − Retrain mean| ≤ √(s² + s_R²), s² = a row's variance "
-          "over runs + x² / R. Rows with n = 1 have no spread over runs.")
+          "over runs + x² / R. Rows with n = 1 have no spread over runs. "
+          f"`{NOT_FORGOTTEN}`: does not forget, the forget accuracy is within noise of the Original's by the same "
+          "rule, with an accuracy's own noise √(p(1 − p) / N) over the N examples of the forget set as its draw "
+          "noise.")
 
 
 @dataclass
@@ -114,3 +125,49 @@ def fold_original(ok: pd.DataFrame, orig: pd.DataFrame, group: list[str]) -> tup
     taken = set(rows[ident].map(str).agg("|".join, axis=1))
     rest = orig[~orig[ident].map(str).agg("|".join, axis=1).isin(taken)] if not orig.empty else orig
     return pd.concat([rest, rows], ignore_index=True), ok.drop(index=folded.index)
+
+
+def accuracy_spread(runs: pd.DataFrame, column: str) -> Spread:
+    """``column`` (an accuracy) over ``runs`` with its sampling noise over the ``examples/<split>`` examples
+    each run scored (module docstring); without those counts, the spread over runs alone."""
+    vals = pd.to_numeric(runs[column], errors="coerce") if column in runs.columns else pd.Series(dtype=float)
+    size = runs.get(f"examples/{column.removeprefix('acc/')}")
+    if size is None:
+        return spread(vals)
+    return spread(vals, np.sqrt((vals * (1 - vals)).clip(lower=0)), pd.to_numeric(size, errors="coerce"))
+
+
+def not_forgotten(s: Spread, original: Spread) -> bool:
+    """Whether a row's forget accuracy ``s`` lies within noise of the Original's (``accuracy_spread``);
+    without a measured spread on either side, only a value equal at the table's precision (3 decimals)."""
+    if math.isnan(s.mean) or math.isnan(original.mean):
+        return False
+    if math.isnan(s.total) and math.isnan(original.total):
+        return abs(s.mean - original.mean) < 5e-4
+    parts = [v for v in (s.total, original.total) if not math.isnan(v)]
+    return abs(s.mean - original.mean) <= math.sqrt(sum(v * v for v in parts)) + 1e-12
+
+
+def against_original(rows: list[dict], spreads: list[dict], group: list[str], column: str) -> dict[int, str]:
+    """Where each row's ``column`` lies against its task's Original row: "same" (within noise,
+    ``not_forgotten``), "below" or "above" (beyond it); rows without an Original, and the Original, are left
+    out. ``spreads[i][column]`` is ``accuracy_spread`` of row i."""
+    ref = {tuple(str(r[k]) for k in group): s for r, s in zip(rows, spreads) if r["method"] == "Original"}
+    out = {}
+    for i, (r, s) in enumerate(zip(rows, spreads)):
+        orig = ref.get(tuple(str(r[k]) for k in group))
+        if orig is None or r["method"] == "Original" or column not in s or column not in orig:
+            continue
+        if math.isnan(s[column].mean) or math.isnan(orig[column].mean):
+            continue
+        out[i] = "same" if not_forgotten(s[column], orig[column]) else \
+            "below" if s[column].mean < orig[column].mean else "above"
+    return out
+
+
+def mark_not_forgotten(rows: list[dict], spreads: list[dict], group: list[str]) -> None:
+    """Append ``NOT_FORGOTTEN`` to each forget-accuracy cell within noise of its task's Original row."""
+    for c in FORGET_ACCURACIES:
+        for i, where in against_original(rows, spreads, group, c).items():
+            if where == "same" and c in rows[i]:
+                rows[i][c] += f" {NOT_FORGOTTEN}"

@@ -101,11 +101,27 @@ def damage(p: Path) -> str | None:
     return None
 
 
+def forget_sizes(run_dir: Path, forget: str) -> dict:
+    """``examples/forget_train`` and ``examples/forget_test``: how many examples the run's forget accuracies
+    average, from its per_class.csv (the classes of ``forget``, "0-1" style); {} when it cannot be read."""
+    import csv
+    classes = set(str(forget).split("-"))
+    try:
+        with open(Path(run_dir) / "per_class.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("class") in classes]
+        if not rows:
+            return {}
+        return {"examples/forget_train": sum(int(r["n_train"]) for r in rows),
+                "examples/forget_test": sum(int(r["n_test"]) for r in rows)}
+    except (OSError, KeyError, ValueError, csv.Error):
+        return {}
+
+
 def load_results(root: str | Path) -> pd.DataFrame:
-    """One row per run directory under ``root`` (any depth) holding a metrics.json. A damaged one (not a
-    JSON object, a key the report needs missing, a value that is not a number) is skipped with a warning
-    naming the file; ``df.attrs`` holds ``found`` (metrics.json files), ``loaded`` (rows) and ``skipped``
-    ([(file, why)]), and one warning line states found against loaded."""
+    """One row per run directory under ``root`` (any depth) holding a metrics.json, plus ``forget_sizes``.
+    A damaged one (not a JSON object, a key the report needs missing, a value that is not a number) is
+    skipped with a warning naming the file; ``df.attrs`` holds ``found`` (metrics.json files), ``loaded``
+    (rows) and ``skipped`` ([(file, why)]), and one warning line states found against loaded."""
     rows, skipped = [], []
     found = sorted(Path(root).rglob("metrics.json"))
     for p in found:
@@ -114,7 +130,8 @@ def load_results(root: str | Path) -> pd.DataFrame:
             skipped.append((str(p), why))
             log.warning("skipping %s: %s; the rest of the runs are reported", p, why)
             continue
-        rows.append({**json.loads(p.read_text()), "run_dir": str(p.parent)})
+        m = json.loads(p.read_text())
+        rows.append({**m, **forget_sizes(p.parent, m["forget"]), "run_dir": str(p.parent)})
     if skipped:
         log.warning("%d of %d metrics.json under %s reported; %d skipped (named above)", len(rows), len(found),
                     root, len(skipped))

@@ -2,7 +2,8 @@
 CIFAR-100) and unseen-data protocol: At, Ag, Fr, Fs, Time, G as mean ± std over seeds in the authors' layout,
 their published re-run (summary.csv in their repository) beside ours, and paired tests against Retrain.
 Usage: python experiments/paper_tables/analyze.py [RUNS_DIR ...] [--out DIR]; without RUNS_DIR it reads
-runs/paper_tables, runs/paper_tables_cifar10 and runs/paper_tables_cifar100 (those that exist)."""
+runs/paper_tables, runs/paper_tables_cifar10 and runs/paper_tables_cifar100 (those that exist; the folder
+$UNLEARN_BENCH_RUNS instead of runs/ where set). Output goes to experiments/paper_tables/results/."""
 
 import argparse
 import sys
@@ -13,9 +14,11 @@ import pandas as pd
 from unlearn_bench import figures, stats
 from unlearn_bench.report import (
     PAPER_COLUMNS,
-    _original_rows,
-    group_keys,
+    PARETO_NOTE,
+    default_out,
+    default_runs,
     load_or_exit,
+    pareto_runs,
     summarize,
     write_table,
 )
@@ -67,15 +70,16 @@ def _authors_note(data: str) -> str:
 
 def _load(argv, name: str, doc: str):
     ap = argparse.ArgumentParser(description=doc)
-    ap.add_argument("runs_dirs", nargs="*", help=f"default runs/<experiment> for {', '.join(EXPERIMENTS)}")
-    ap.add_argument("--out", default=None, help=f"where figures and tables go (default experiments/{name}/)")
+    ap.add_argument("runs_dirs", nargs="*",
+                    help=f"default $UNLEARN_BENCH_RUNS/<experiment> (else runs/...) for {', '.join(EXPERIMENTS)}")
+    ap.add_argument("--out", default=None, help=f"where figures and tables go (default experiments/{name}/results/)")
     args = ap.parse_args(argv)
     every = EXPERIMENTS if name == "paper_tables" else (name,)  # this script reads all three by default
-    dirs = args.runs_dirs or [f"runs/{e}" for e in every if Path(f"runs/{e}").is_dir()] or [f"runs/{name}"]
-    frames = [load_or_exit(d, f"unlearn-bench -m experiment={name}", ("method", "forget")) for d in dirs]
-    out = Path(args.out) if args.out else Path(__file__).resolve().parent.parent / name
+    dirs = args.runs_dirs or [default_runs(e) for e in every if Path(default_runs(e)).is_dir()] or [default_runs(name)]
+    df = load_or_exit(dirs, f"unlearn-bench -m experiment={name}", ("method", "forget"))
+    out = Path(args.out) if args.out else default_out(name)
     out.mkdir(parents=True, exist_ok=True)
-    return pd.concat(frames, ignore_index=True), out
+    return df, out
 
 
 def main(argv=None, name: str = "paper_tables", doc: str = __doc__):
@@ -90,6 +94,9 @@ def main(argv=None, name: str = "paper_tables", doc: str = __doc__):
         md += [f"## {data}, unseen images from `{source}`", ""]
         if data in AUTHORS:
             table = pd.concat([ours, authors_table(data)], ignore_index=True)
+            for c in ("expected", "found"):  # counts of our launches; the authors' rows have none
+                if c in table.columns:
+                    table[c] = table[c].astype(object).where(table[c].notna(), "")
             md += [_authors_note(data), ""]
         else:
             table = ours
@@ -99,11 +106,11 @@ def main(argv=None, name: str = "paper_tables", doc: str = __doc__):
         if not comp.empty:
             comp["metric"] = comp["metric"].map(PAPER_COLUMNS)
             md += [write_table(stats.format_comparison(comp), out / f"stats_{tag}", "### Paired with Retrain")]
-        ok = g[g["status"] == "ok"]
-        if not ok.empty:
-            figures.pareto(pd.concat([_original_rows(ok, group_keys(ok)), ok]), out / f"pareto_{tag}.png",
-                           forget="acc/forget_train", retain="acc/retain_train", title=f"{data}, unseen: {source}")
-            md += [f"![At vs Ag, {data}, {source}](pareto_{tag}.png)", ""]
+        if (g["status"] == "ok").any():  # the table's rows, grouped by the table's own function
+            figures.pareto(pareto_runs(g), out / f"pareto_{tag}.png", forget="acc/forget_train",
+                           retain="acc/retain_train", label="_label", eligible="_forgets",
+                           title=f"{data}, unseen: {source}")
+            md += [f"![At vs Ag, {data}, {source}](pareto_{tag}.png)", "", PARETO_NOTE, ""]
     (out / "README_results.md").write_text("\n".join(md))
     print("\n".join(md))
 
