@@ -111,3 +111,35 @@ def test_a_bad_setting_is_one_line(tmp_path, monkeypatch):
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_lock_taken_without_waiting_names_its_holder_and_a_live_one_is_seen_from_outside(tmp_path):
+    path = tmp_path / ".run.lock"
+    assert locks.live_owner(path) is None
+    p = _holder(path, 30)
+    try:
+        with pytest.raises(locks.LockBusy) as e:
+            OwnedLock(path, "run x").acquire(blocking=False)
+        assert f"pid {p.pid} on {socket.gethostname()}" in str(e.value)
+        assert locks.live_owner(path)["pid"] == p.pid
+        owner = read_owner(path)
+        owner_path(path).write_text(json.dumps({**owner, "heartbeat": time.time() - 5000}))
+        assert locks.live_owner(path, stale_s=600) is None  # stopped beating: not counted as in progress
+    finally:
+        p.kill()
+        p.wait()
+    owner_path(path).write_text(json.dumps({**owner, "heartbeat": time.time()}))
+    assert locks.live_owner(path) is None  # its process is gone on this host
+
+
+def test_a_stale_lock_file_is_broken_without_waiting_too(tmp_path, monkeypatch):
+    path = tmp_path / ".run.lock"
+    monkeypatch.setattr(locks, "_os_locks_work", lambda d: False)
+    monkeypatch.setattr(locks, "FileLock", SoftFileLock)
+    path.write_text("")
+    owner_path(path).write_text(json.dumps({"pid": _dead_pid(), "host": socket.gethostname(),
+                                            "since": time.time(), "heartbeat": time.time()}))
+    lock = OwnedLock(path, "run x")
+    lock.acquire(blocking=False)
+    assert read_owner(path)["pid"] == os.getpid()
+    lock.release()

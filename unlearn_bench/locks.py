@@ -98,6 +98,23 @@ def _os_locks_work(directory: Path) -> bool:
         probe.unlink(missing_ok=True)
 
 
+class LockBusy(Exception):
+    """A lock asked for without waiting is held by someone else (``owner``: its record, or None)."""
+
+    def __init__(self, owner: dict | None):
+        super().__init__(describe(owner))
+        self.owner = owner
+
+
+def live_owner(lock_path: Path, stale_s: float | None = None) -> dict | None:
+    """The record of a holder of ``lock_path`` that is alive as far as can be told from here (its heartbeat
+    is fresh and, on this host, its process exists), else None. Read without taking the lock: what a
+    launcher asks before submitting a run that may be in progress elsewhere."""
+    owner = read_owner(Path(lock_path))
+    stale_s = _seconds(STALE_ENV, 600.0) if stale_s is None else stale_s
+    return owner if owner and not is_stale(owner, stale_s) else None
+
+
 class OwnedLock:
     """``with OwnedLock(path, "cache original/<key>"):`` — a FileLock that logs a wait (whom for, and how
     long it took), breaks a stale lock once, and keeps an owner record with a heartbeat while held."""
@@ -116,11 +133,16 @@ class OwnedLock:
     def __exit__(self, *exc) -> None:
         self.release()
 
-    def acquire(self) -> None:
+    def acquire(self, blocking: bool = True) -> None:
+        """Take the lock, waiting for its holder (``blocking``), or raise ``LockBusy`` naming the holder. A
+        lock file left by a holder that is gone (where the file system has no OS locks) is broken either way."""
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
-            self._wait()
+            if blocking:
+                self._wait()
+            else:
+                self._try_once_more()
         self._write_owner()
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name=f"heartbeat {self.label}", daemon=True)
@@ -161,6 +183,20 @@ class OwnedLock:
                                  f"wait for it, or stop that process, or raise {TIMEOUT_ENV}")
         self.waited_s = time.monotonic() - t0
         log.info("%s: lock acquired after waiting %.0f s", self.label, self.waited_s)
+
+    def _try_once_more(self) -> None:
+        owner = read_owner(self.path)
+        if is_stale(owner, _seconds(STALE_ENV, 600.0)) and not _os_locks_work(self.path.parent):
+            log.warning("%s: the lock's holder is gone (%s); removing its stale lock", self.label,
+                        describe(owner))
+            owner_path(self.path).unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
+            try:
+                self.lock.acquire(timeout=0)
+                return
+            except Timeout:
+                owner = read_owner(self.path)
+        raise LockBusy(owner)
 
     def _write_owner(self) -> None:
         now = time.time()

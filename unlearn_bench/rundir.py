@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
 from unlearn_bench.errors import ConfigError, RunDirError
+from unlearn_bench.locks import LockBusy, OwnedLock
 
 log = logging.getLogger("unlearn_bench")
 LOCK = ".run.lock"
@@ -61,15 +62,16 @@ def take_overwrite(cfg):
 
 @contextmanager
 def run_lock(run_dir: Path):
-    """Held while a run writes ``run_dir``; a second writer is refused, not interleaved. An OS lock: it goes
-    with the process, so a killed run leaves nothing stale."""
+    """Held while a run writes ``run_dir``; a second writer is refused, not interleaved, and told who holds it.
+    An OS lock that goes with the process, with an owner record whose heartbeat says the run is in progress
+    (``locks.OwnedLock``; a launcher reads it to leave a running run alone)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / LOCK), timeout=0)
+    lock = OwnedLock(run_dir / LOCK, f"run {run_dir}")
     try:
-        lock.acquire()
-    except Timeout:
-        raise RunDirError(f"another process is writing {run_dir} (it holds {LOCK}); fix: wait for it to finish, "
-                          f"or give this command its own name=...") from None
+        lock.acquire(blocking=False)
+    except LockBusy as e:
+        raise RunDirError(f"another process is writing {run_dir} ({e}, holds {LOCK}); fix: wait for it to "
+                          f"finish, or give this command its own name=...") from None
     try:
         yield
     finally:
