@@ -143,3 +143,30 @@ def test_a_stale_lock_file_is_broken_without_waiting_too(tmp_path, monkeypatch):
     lock.acquire(blocking=False)
     assert read_owner(path)["pid"] == os.getpid()
     lock.release()
+
+
+def test_a_bounded_wait_on_a_live_beating_holder_ends_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(locks.TIMEOUT_ENV, "1")
+    p = _holder(tmp_path / "k.lock", 30)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(CacheError, match="still held by pid"):
+            OwnedLock(tmp_path / "k.lock", "x").acquire()
+        assert time.monotonic() - t0 < 5
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_stale_lock_is_broken_once_and_never_a_new_holders(tmp_path):
+    path = tmp_path / "k.lock"
+    path.write_text("")
+    stale = {"pid": _dead_pid(), "host": "elsewhere", "since": 1.0, "heartbeat": 1.0}
+    owner_path(path).write_text(json.dumps(stale))
+    first, second = OwnedLock(path, "a"), OwnedLock(path, "b")
+    assert first._break(stale) and not path.exists()
+    path.write_text("")  # the first breaker's own lock, and its record
+    fresh = {**stale, "pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
+    owner_path(path).write_text(json.dumps(fresh))
+    assert not second._break(stale)  # it saw the old record: the new holder's is left in place
+    assert path.exists() and read_owner(path) == fresh

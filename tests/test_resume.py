@@ -120,9 +120,10 @@ def test_the_cache_resumes_an_entry_and_removes_its_saved_epoch(tmp_path):
                            resumable=True)
     partial = calls[0].path
     assert partial.name.endswith(".partial.pt") and partial.exists()
-    model, _, hit = cache.get_or_train("original", {"s": 1}, functools.partial(_model, 5),
-                                       _cache_train(None, calls), resumable=True)
+    model, meta, hit = cache.get_or_train("original", {"s": 1}, functools.partial(_model, 5),
+                                          _cache_train(None, calls), resumable=True)
     assert not hit and not partial.exists()
+    assert meta["resumed_from_epoch"] == 1 and meta["train_s"] >= calls[1].prior_s > 0
     whole = _model(1)
     _train(whole)
     assert _same(model, whole)
@@ -186,3 +187,27 @@ def test_a_run_stopped_by_sigterm_resumes_its_original_and_ends_as_an_uninterrup
     ma, mb = json.loads(a.read_text()), json.loads(b.read_text())
     keys = [k for k in mb if k.startswith(("acc/", "original/acc/"))]
     assert keys and all(ma[k] == mb[k] for k in keys)
+
+
+def test_a_saved_epoch_that_no_longer_fits_is_discarded_and_training_starts_over(tmp_path, caplog):
+    resume = Resume(tmp_path / "k.partial.pt", "cache original/k", every_s=0)
+    other = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
+    with pytest.raises(Stop):
+        _train(other, resume, stop_at_step=8)  # an architecture changed under the same cache key
+    whole = _model(1)
+    _train(whole)
+    again = _model(1)
+    with caplog.at_level(logging.WARNING):
+        _train(again, Resume(resume.path, "cache original/k", every_s=3600))
+    assert "does not fit this training" in caplog.text and not resume.path.exists()
+    assert _same(again, whole)
+
+
+def test_a_resumed_training_counts_the_time_spent_before_it(tmp_path):
+    resume = Resume(tmp_path / "k.partial.pt", "cache original/k", every_s=0)
+    with pytest.raises(Stop):
+        _train(_model(1), resume, stop_at_step=15)
+    spent = float(torch.load(resume.path, weights_only=True)["elapsed_s"])
+    again = Resume(resume.path, "cache original/k", every_s=0)
+    _train(_model(1), again)
+    assert spent > 0 and again.prior_s == spent and again.resumed_from == 2

@@ -199,8 +199,12 @@ class ModelCache:
             facts = train(model, resume) if resumable else train(model)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             atomic_write_bytes(pt, lambda p: _save(state, p), f"the cached {kind} model")
+            # a resumed training counts the seconds its stopped predecessors spent too
             meta = {"kind": kind, "key": key, "spec": spec, "sha256": file_sha256(pt),
-                    "train_s": time.perf_counter() - t0, "trained_by_pid": os.getpid(), **facts}
+                    "train_s": time.perf_counter() - t0 + (resume.prior_s if resume else 0.0),
+                    "trained_by_pid": os.getpid(), **facts}
+            if resume is not None and resume.resumed_from:
+                meta["resumed_from_epoch"] = resume.resumed_from
             atomic_write_text(meta_path, json.dumps(meta, indent=1, default=str), f"the cached {kind} model")
             if resume is not None:
                 resume.discard()

@@ -161,6 +161,9 @@ class OwnedLock:
             except Timeout:
                 pass
             owner = read_owner(self.path)
+            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
+                raise CacheError(f"{self.label}: still held by {describe(owner)} after {timeout_s:.0f} s; fix: "
+                                 f"wait for it, or stop that process, or raise {TIMEOUT_ENV}")
             if not is_stale(owner, stale_s):
                 suspect = None
                 continue
@@ -171,32 +174,48 @@ class OwnedLock:
                                 "it, e.g. scancel its job)", self.label, describe(owner))
                     warned = True
             elif seen == suspect:  # stale on two polls in a row: not a holder that has yet to write its record
-                log.warning("%s: the lock's holder is gone (%s); removing its stale lock", self.label,
-                            describe(owner))
-                owner_path(self.path).unlink(missing_ok=True)
-                self.path.unlink(missing_ok=True)
+                self._break(owner)
                 suspect = None
             else:
                 suspect = seen
-            if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-                raise CacheError(f"{self.label}: still held by {describe(owner)} after {timeout_s:.0f} s; fix: "
-                                 f"wait for it, or stop that process, or raise {TIMEOUT_ENV}")
         self.waited_s = time.monotonic() - t0
         log.info("%s: lock acquired after waiting %.0f s", self.label, self.waited_s)
 
     def _try_once_more(self) -> None:
         owner = read_owner(self.path)
-        if is_stale(owner, _seconds(STALE_ENV, 600.0)) and not _os_locks_work(self.path.parent):
-            log.warning("%s: the lock's holder is gone (%s); removing its stale lock", self.label,
-                        describe(owner))
-            owner_path(self.path).unlink(missing_ok=True)
-            self.path.unlink(missing_ok=True)
+        if is_stale(owner, _seconds(STALE_ENV, 600.0)) and not _os_locks_work(self.path.parent) and \
+                self._break(owner):
             try:
                 self.lock.acquire(timeout=0)
                 return
             except Timeout:
                 owner = read_owner(self.path)
         raise LockBusy(owner)
+
+    def _break(self, owner: dict) -> bool:
+        """Remove the lock file of the stale holder ``owner``, once, whoever else tries at the same time: the
+        owner record is first renamed away (an atomic step only one process can take for that record) and
+        must still be the one found stale; only then is the lock file, still that holder's, removed."""
+        record = owner_path(self.path)
+        taken = record.with_name(f".{record.name}.broken-{socket.gethostname()}-{os.getpid()}")
+        try:
+            os.rename(record, taken)
+        except OSError:  # another waiter broke it first (and may hold the lock now)
+            return False
+        try:
+            same = json.loads(taken.read_text()) == owner
+        except (OSError, ValueError):
+            same = False
+        if not same:  # a new holder's record: put it back, break nothing
+            try:
+                os.rename(taken, record)
+            except OSError:
+                pass
+            return False
+        taken.unlink(missing_ok=True)
+        log.warning("%s: the lock's holder is gone (%s); removing its stale lock", self.label, describe(owner))
+        self.path.unlink(missing_ok=True)
+        return True
 
     def _write_owner(self) -> None:
         now = time.time()

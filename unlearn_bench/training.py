@@ -14,7 +14,8 @@ A cached model's training (the original, the oracle, reference models) can resum
 ``fit`` saves its last finished epoch (weights, optimizer and schedule, loss curve, the batch order's and
 torch's random state) at most every ``UNLEARN_BENCH_CHECKPOINT_EVERY_S`` seconds (default 60), and a later
 ``fit`` with the same ``Resume`` continues from it: a job stopped by a time limit and requeued trains only
-the epochs it had left, and ends with the weights an uninterrupted training gives.
+the epochs it had left, and ends with the weights an uninterrupted training gives (bit for bit on a CPU; on a
+GPU as far as its kernels are deterministic, which cuDNN autotuning and bf16 do not promise).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class Resume:
     path: Path
     label: str
     every_s: float = field(default_factory=checkpoint_interval)
+    prior_s: float = 0.0  # training seconds spent before the saved epoch (by stopped processes)
+    resumed_from: int = 0  # epochs done when this training resumed
 
     def load(self) -> dict | None:
         if not self.path.exists():
@@ -94,12 +97,18 @@ class Resume:
             return None
 
     def save(self, state: dict) -> None:
+        """Keep ``state``; a failure to (a full disk) costs the ability to resume, never the training."""
         from unlearn_bench.cache import atomic_write_bytes
 
         def write(p):
             with open(p, "wb") as f:
                 torch.save(state, f)
-        atomic_write_bytes(self.path, write, f"the last epoch of {self.label}")
+        try:
+            atomic_write_bytes(self.path, write, f"the last epoch of {self.label}")
+        except OSError as e:  # DiskFull is an OSError too
+            log.warning("%s: could not save the last epoch (%s); this training will not be resumable",
+                        self.label, one_line(e, 160))
+            self.every_s = math.inf
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -206,15 +215,16 @@ class StepModule(L.LightningModule):
                 self.saver(self)
         self._sum, self._count = None, 0
 
-    def training_state(self) -> dict:
-        """Everything the next epoch depends on, on the CPU (``Resume`` keeps it between processes)."""
+    def training_state(self, device: str = "cpu") -> dict:
+        """Everything the next epoch depends on (``Resume`` keeps it between processes): weights on the CPU,
+        the optimizer's state as it is, the random state of torch and of the training's own GPU."""
         opt = self.optimizers(use_pl_optimizer=False)
         return {"epoch": self.epochs_done, "steps": self.steps, "curve": list(self.curve),
                 "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
                 "optimizer": opt.state_dict(),
                 "scheduler": self._sched.state_dict() if self._sched is not None else None,
                 "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.startswith("cuda") else None}
 
     def configure_optimizers(self):
         opt = self.optimizer_factory(self.model.parameters())
@@ -368,17 +378,12 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
     generator = getattr(batches, "generator", None)
     if resume is not None and not isinstance(generator, torch.Generator):
         resume = None  # the batch order could not be replayed: not resumable
-    restored = resume.load() if resume is not None else None
+    restored = _restore(resume, model, generator, optimizer, device) if resume is not None else None
     if restored is not None:
-        model.load_state_dict(restored["model"])
-        generator.set_state(restored["batches_rng"])
-        torch.set_rng_state(restored["torch_rng"])
-        if restored["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(restored["cuda_rng"])
-        log.info("%s: resuming from epoch %d of %s", resume.label, restored["epoch"],
-                 epochs if max_steps <= 0 else f"{max_steps} steps")
+        log.info("%s: resuming from epoch %d of %s (done; continuing with the next)", resume.label,
+                 restored["epoch"], epochs if max_steps <= 0 else f"{max_steps} steps")
     done = int(restored["epoch"]) if restored else 0
-    saver = _epoch_saver(resume, generator, epochs, max_steps) if resume is not None else None
+    saver = _epoch_saver(resume, generator, epochs, max_steps, device) if resume is not None else None
     module = StepModule(model, loss_fn, optimizer, cosine_schedule(total) if schedule == "cosine" else None,
                         after_step, max_steps, saver, restored)
     left_epochs = None if epochs is None else epochs - done
@@ -395,18 +400,48 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
     return module.curve
 
 
-def _epoch_saver(resume: Resume, generator: torch.Generator, epochs: int | None, max_steps: int):
+def _restore(resume: Resume, model: nn.Module, generator: torch.Generator, optimizer: Callable,
+             device: str) -> dict | None:
+    """Load ``resume``'s saved epoch into ``model``, the batch order and the random state; None (with a
+    warning, the file discarded, the model as it was) when there is none or it no longer fits."""
+    restored = resume.load()
+    if restored is None:
+        return None
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        model.load_state_dict(restored["model"])
+        optimizer(model.parameters()).load_state_dict(restored["optimizer"])  # fits this model's parameters
+        generator_state, rng = restored["batches_rng"], restored["torch_rng"]
+        generator.set_state(generator_state)
+        torch.set_rng_state(rng)
+        if restored.get("cuda_rng") is not None and device.startswith("cuda"):
+            torch.cuda.set_rng_state(restored["cuda_rng"], device)
+        restored["epoch"], restored["steps"] = int(restored["epoch"]), int(restored["steps"])
+        restored["curve"] = [float(v) for v in restored["curve"]]
+    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+        model.load_state_dict(before)
+        log.warning("%s: saved epoch does not fit this training (%s); training from the first epoch",
+                    resume.label, one_line(e, 160))
+        resume.discard()
+        return None
+    resume.prior_s, resume.resumed_from = float(restored.get("elapsed_s", 0.0)), int(restored["epoch"])
+    return restored
+
+
+def _epoch_saver(resume: Resume, generator: torch.Generator, epochs: int | None, max_steps: int, device: str):
     """Saves the module's state at an epoch end when ``resume.every_s`` has passed since the last save (or
     the start), except after the last epoch: the finished model is the caller's to keep."""
-    last = [time.monotonic()]
+    start = last = time.monotonic()
 
     def save(module: StepModule) -> None:
+        nonlocal last
         final = (max_steps > 0 and module.steps >= max_steps) or \
             (max_steps <= 0 and epochs is not None and module.epochs_done >= epochs)
-        if final or time.monotonic() - last[0] < resume.every_s:
+        if final or time.monotonic() - last < resume.every_s:
             return
-        resume.save({**module.training_state(), "batches_rng": generator.get_state()})
-        last[0] = time.monotonic()
+        resume.save({**module.training_state(device), "batches_rng": generator.get_state(),
+                     "elapsed_s": resume.prior_s + time.monotonic() - start})
+        last = time.monotonic()
     return save
 
 
