@@ -123,9 +123,9 @@ def test_table_rows_count_expected_and_found_and_missing_runs_say_why(tmp_path):
 
 
 def test_a_run_holding_its_lock_is_running_not_stopped(tmp_path):
-    from filelock import FileLock
+    from unlearn_bench.locks import OwnedLock
     sweep = _sweep(tmp_path)
-    with FileLock(str(sweep / "digits-mlp" / "lra_npp" / "forget3-seed2" / ".run.lock")):
+    with OwnedLock(sweep / "digits-mlp" / "lra_npp" / "forget3-seed2" / ".run.lock", "run"):  # as run_lock
         job = next(j for j in lx.read([sweep]).jobs if j.overrides == ["method=lra_npp", "seed=2"])
         assert job.state == lx.RUNNING
     assert next(j for j in lx.read([sweep]).jobs if j.overrides == ["method=lra_npp", "seed=2"]).state == lx.STOPPED
@@ -172,3 +172,46 @@ def test_two_real_launches_into_one_folder_find_every_run(tmp_path):
     t = summarize(load(sweep), ["acc/forget_train"])
     assert t["method"].tolist() == ["Original", "lra_npp"]
     assert (t["expected"] == t["n"]).all() and (t["found"] == t["n"]).all() and t["n"].tolist() == [1, 3]
+
+
+def test_relaunches_of_one_study_count_its_trial_folders_once(tmp_path):
+    import yaml
+    sweep = tmp_path / "tune" / "digits-mlp" / "finetune"
+    for i in range(30):  # launch 1 stopped after 10 trials, launch 2 has finished 20 of its 24 so far
+        d = sweep / f"trial{i}"
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"method.lr={i}"]))
+        (d / "metrics.json").write_text(json.dumps({"status": "ok", "method": "finetune", "data": "digits",
+                                                    "model": "mlp", "forget": "9", "seed": 100}))
+    (sweep / ".launches").mkdir()
+    for n in (1, 2):
+        (sweep / ".launches" / f"2026010{n}T000000Z-{n}.json").write_text(
+            json.dumps({"jobs": None, "trials": 24, "sweeper": "optuna"}))
+    found = lx.read([sweep])
+    assert found.totals() == (48, 30)
+    assert any("30 run folders" in line for line in found.missing_lines())
+
+
+def test_the_original_row_counts_one_run_per_seed_whatever_the_method_seeds(tmp_path):
+    import yaml
+
+    from unlearn_bench.report import load, summarize
+    sweep = tmp_path / "runs" / "adhoc"
+    jobs = []
+    for method in ("none", "lra_npp"):
+        for ms in (0, 1, 2):
+            ov = [f"method={method}", "seed=0", f"method_seed={ms}"]
+            d = sweep / "digits-mlp" / method / f"forget3-seed0-mseed{ms}"
+            (d / ".hydra").mkdir(parents=True)
+            (d / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(ov))
+            m = {"data": "digits", "model": "mlp", "forget": "3", "seed": 0, "method_seed": ms, "method": method,
+                 "setup": "s", "status": "ok", "acc/forget_train": 1.0 if method == "none" else 0.1 * ms,
+                 "acc/retain_test": 0.95, "original/acc/forget_train": 1.0, "original/acc/retain_test": 0.95}
+            (d / "metrics.json").write_text(json.dumps(m))
+            jobs.append(ov)
+    (sweep / ".launches").mkdir(parents=True)
+    (sweep / ".launches" / "20260101T000000Z-1.json").write_text(json.dumps({"jobs": jobs, "trials": None}))
+    table = summarize(load(sweep), ["acc/forget_train"]).set_index("method")
+    for row in ("Original", "lra_npp"):
+        assert table.loc[row, "expected"] == table.loc[row, "found"] == table.loc[row, "n"], table
+    assert table.loc["Original", "n"] == 1 and table.loc["lra_npp", "n"] == 3

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from filelock import FileLock
 
 from unlearn_bench import pipeline
 from unlearn_bench.errors import Interrupted, UnlearnBenchError
@@ -116,13 +115,17 @@ def test_a_validation_error_is_recorded_only_in_a_folder_without_a_finished_run(
     assert {p.name for p in made.iterdir()} == {FAILED}  # nothing else of the run was written
     busy = tmp_path / "busy"
     busy.mkdir()
-    holder = FileLock(str(busy / ".run.lock"))
-    holder.acquire()  # another process is writing this folder: its record is its own
+    holder = subprocess.Popen(  # another process is writing this folder: its record is its own
+        [sys.executable, "-c", "import sys, time\nfrom unlearn_bench.rundir import run_lock\n"
+         "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+         str(busy)], stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(UnlearnBenchError):
             pipeline.run(digits_cfg("forget.classes=[12]"), busy)
     finally:
-        holder.release()
+        holder.kill()
+        holder.wait()
     assert not (busy / FAILED).exists()
     done = tmp_path / "done"
     pipeline.run(digits_cfg("method=none"), done)

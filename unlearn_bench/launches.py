@@ -204,14 +204,9 @@ def _state(folder: Path) -> tuple[str, str]:
             return DAMAGED, f"{WHY[DAMAGED]} ({why})"
         status = json.loads(m.read_text()).get("status")
         return (FINISHED, "") if status == "ok" else (FAILED, "")
-    lock = folder / getattr(rundir, "LOCK", ".run.lock")
-    if lock.exists():
-        from filelock import FileLock, Timeout
-        try:
-            with FileLock(str(lock), timeout=0):
-                pass
-        except Timeout:
-            return RUNNING, WHY[RUNNING]
+    from unlearn_bench.locks import live_owner
+    if live_owner(folder / rundir.LOCK) is not None:  # read, never taken: a starting run is not disturbed
+        return RUNNING, WHY[RUNNING]
     try:
         record = json.loads((folder / getattr(rundir, "FAILED", "failed.json")).read_text())
     except (OSError, ValueError):
@@ -222,6 +217,16 @@ def _state(folder: Path) -> tuple[str, str]:
             return ERROR, f"ended by an error: {reason or 'no reason recorded'}"
         return STOPPED, f"stopped ({status}): {reason}" if reason else WHY[STOPPED]
     return STOPPED, WHY[STOPPED]
+
+
+def _per_seed(jobs: list[Job]) -> list[Job]:
+    """One job per (sweep, overrides but the method seed), a found one where there is one."""
+    groups: dict[tuple, Job] = {}
+    for j in jobs:
+        k = (str(j.sweep), tuple(sorted(o for o in j.overrides if _key(o) != "method_seed")))
+        if k not in groups or (j.found and not groups[k].found):
+            groups[k] = j
+    return list(groups.values())
 
 
 def read(roots) -> Launches | None:
@@ -398,6 +403,8 @@ class Launches:
                 row = {**d, "n": 0, "failed": 0, **{c: "—" for c in columns}}
                 rows.append(row)
                 have[key] = row
+            if row.get("method") in ("Original", "none"):  # one original per (task, seed), whatever the
+                jobs = _per_seed(jobs)                       # method seeds its `none` jobs were given
             row["expected"] = row.get("expected", 0) + len(jobs)
             row["found"] = row.get("found", 0) + sum(j.found for j in jobs)
         for r in rows:
@@ -405,12 +412,22 @@ class Launches:
             r.setdefault("found", "—")
         return rows
 
+    def trial_sweeps(self) -> dict[str, tuple[list[Record], int, int]]:
+        """Sweep folder -> (its trial-count records, trials expected over all of them, folders with a result,
+        at most that many): relaunches of one study share its folders, which are counted once."""
+        out: dict[str, tuple[list[Record], int, int]] = {}
+        for r in self.records:
+            if r.data.get("jobs") is None:
+                recs, exp, folders = out.get(str(r.sweep), ([], 0, 0))
+                out[str(r.sweep)] = (recs + [r], exp + int(r.data.get("trials") or 0),
+                                     max(folders, r.trial_folders))
+        return {k: (recs, exp, min(folders, exp)) for k, (recs, exp, folders) in out.items()}
+
     def totals(self) -> tuple[int, int]:
         """(expected, found) over every recorded job (Optuna trials included)."""
-        exp = len(self.jobs) + sum(r.data.get("trials") or 0 for r in self.records if r.data.get("jobs") is None)
-        found = sum(j.found for j in self.jobs) + sum(min(r.trial_folders, r.data.get("trials") or 0)
-                                                      for r in self.records if r.data.get("jobs") is None)
-        return exp, found
+        trials = self.trial_sweeps().values()
+        return (len(self.jobs) + sum(exp for _, exp, _ in trials),
+                sum(j.found for j in self.jobs) + sum(found for _, _, found in trials))
 
     def missing(self) -> list[Job]:
         return [j for j in self.jobs if not j.found]
@@ -418,13 +435,12 @@ class Launches:
     def missing_lines(self) -> list[str]:
         """The report's section on missing runs: each one with its likely reason."""
         lines = []
-        for rec in self.records:
-            if rec.data.get("jobs") is None:
-                trials = rec.data.get("trials")
-                if trials is None or rec.trial_folders < trials:
-                    what = f"{trials} trials" if trials is not None else "an unknown number of trials"
-                    lines.append(f"- `{rec.path.name}` ({rec.data.get('sweeper', '?').rsplit('.', 1)[-1]}, "
-                                 f"{what}): {rec.trial_folders} run folders under `{rec.sweep}` hold a result")
+        for sweep, (recs, exp, found) in self.trial_sweeps().items():
+            if found < exp or any(r.data.get("trials") is None for r in recs):
+                names = ", ".join(f"`{r.path.name}`" for r in recs)
+                sweeper = recs[0].data.get("sweeper", "?").rsplit(".", 1)[-1]
+                lines.append(f"- {names} ({sweeper}, {exp} trials in all): {found} run folders under "
+                             f"`{sweep}` hold a result")
         for job in self.missing():
             where = f" (`{job.folder}`)" if job.folder is not None else ""
             lines.append(f"- `{' '.join(job.overrides)}`: {job.reason}{where}")

@@ -9,16 +9,16 @@ import json
 import logging
 import os
 import shlex
+import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
 from unlearn_bench.errors import ConfigError, RunDirError
-from unlearn_bench.locks import LockBusy, OwnedLock
+from unlearn_bench.locks import LockBusy, OwnedLock, live_owner
 
 log = logging.getLogger("unlearn_bench")
 LOCK = ".run.lock"
@@ -206,16 +206,10 @@ def mark_started(run_dir: Path, config_hash: str | None = None, locked: bool = F
 
 
 def _held_elsewhere(run_dir: Path) -> bool:
-    """Whether another process holds ``run_dir``'s lock (is writing the run there now)."""
-    if not (run_dir / LOCK).exists():
-        return False
-    lock = FileLock(str(run_dir / LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        return True
-    lock.release()
-    return False
+    """Whether another process holds ``run_dir``'s lock (is writing the run there now), read from the lock's
+    owner record: the lock itself is never taken here, so a run starting at this instant is not refused."""
+    owner = live_owner(run_dir / LOCK)
+    return owner is not None and (owner.get("pid"), owner.get("host")) != (os.getpid(), socket.gethostname())
 
 
 @contextmanager
