@@ -135,7 +135,8 @@ class OwnedLock:
 
     def acquire(self, blocking: bool = True) -> None:
         """Take the lock, waiting for its holder (``blocking``), or raise ``LockBusy`` naming the holder. A
-        lock file left by a holder that is gone (where the file system has no OS locks) is broken either way."""
+        lock file left by a holder that is gone (where the file system has no OS locks) is broken either
+        way."""
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
@@ -162,8 +163,8 @@ class OwnedLock:
                 pass
             owner = read_owner(self.path)
             if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-                raise CacheError(f"{self.label}: still held by {describe(owner)} after {timeout_s:.0f} s; fix: "
-                                 f"wait for it, or stop that process, or raise {TIMEOUT_ENV}")
+                raise CacheError(f"{self.label}: still held by {describe(owner)} after {timeout_s:.0f} s; "
+                                 f"fix: wait for it, or stop that process, or raise {TIMEOUT_ENV}")
             if not is_stale(owner, stale_s):
                 suspect = None
                 continue
@@ -173,7 +174,7 @@ class OwnedLock:
                     log.warning("%s: %s still holds it but has stopped beating; it may be hung (fix: stop "
                                 "it, e.g. scancel its job)", self.label, describe(owner))
                     warned = True
-            elif seen == suspect:  # stale on two polls in a row: not a holder that has yet to write its record
+            elif seen == suspect:  # stale on two polls in a row: not a holder yet to write its record
                 self._break(owner)
                 suspect = None
             else:
@@ -213,7 +214,8 @@ class OwnedLock:
                 pass
             return False
         taken.unlink(missing_ok=True)
-        log.warning("%s: the lock's holder is gone (%s); removing its stale lock", self.label, describe(owner))
+        log.warning("%s: the lock's holder is gone (%s); removing its stale lock", self.label,
+                    describe(owner))
         self.path.unlink(missing_ok=True)
         return True
 
