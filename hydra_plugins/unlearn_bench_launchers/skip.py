@@ -32,6 +32,19 @@ def _finished_return(hydra_context: HydraContext, sweep_config: DictConfig, over
     return ret
 
 
+def _run_dir(sweep_config: DictConfig) -> Path:
+    HydraConfig.instance().set_config(sweep_config)  # the subdir may read hydra's own settings
+    return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+
+
+def run_dir_of(config: DictConfig, hydra_context: HydraContext, overrides: Sequence[str]) -> Path:
+    """The run folder of the job with these overrides (as the job itself will name it)."""
+    try:
+        return _run_dir(hydra_context.config_loader.load_sweep_config(config, list(overrides)))
+    finally:
+        HydraConfig.instance().set_config(config)
+
+
 def split_finished(config: DictConfig, hydra_context: HydraContext, job_overrides: Sequence[Sequence[str]],
                    initial_job_idx: int) -> tuple[list[int], dict[int, JobReturn]]:
     """Positions of the jobs still to run, and a completed ``JobReturn`` for each job whose run directory
@@ -46,8 +59,7 @@ def split_finished(config: DictConfig, hydra_context: HydraContext, job_override
     todo, done = [], {}
     for i, overrides in enumerate(job_overrides):
         sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-        HydraConfig.instance().set_config(sweep_config)
-        run_dir = Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+        run_dir = _run_dir(sweep_config)
         task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
         try:
             result = finished(run_dir, task_cfg)
@@ -75,8 +87,8 @@ def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_
     if dry_run:
         for i in todo:
             print(f"  #{initial_job_idx + i}: {' '.join(filter_overrides(job_overrides[i]))}", flush=True)
-        pending = {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED, _return_value=None)
-                   for i in todo}
+        pending = {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED,
+                                _return_value=None) for i in todo}
         return [done.get(i) or pending[i] for i in range(len(job_overrides))]
     launched = list(submit([job_overrides[i] for i in todo], initial_job_idx)) if todo else []
     results = dict(zip(todo, launched))
