@@ -178,6 +178,11 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
         writable_dir(path, key)
     from unlearn_bench.rundir import check_name, take_overwrite
     take_overwrite(cfg)  # overwrite=maybe: one line before Hydra starts
+    if multirun and "hydra" in cfg:  # a Slurm request no partition can run: one line before any job is checked
+        from hydra_plugins.unlearn_bench_launchers.slurm_request import check_launcher
+        warning = check_launcher(cfg.hydra.launcher)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     names = [v for o in overrides if o.key_or_group == "name"
              for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.value()])]
     try:
