@@ -271,3 +271,40 @@ def test_an_optuna_study_opens_with_one_line_and_its_trial_folder_names_its_valu
     cfg = compose(["experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
                    f"hydra.sweep.subdir={TRIAL_SUBDIR}"])
     assert split_finished(cfg, None, [["a=1"], ["a=2"]], 0) == ([0, 1], {})
+
+
+def test_a_run_in_progress_elsewhere_is_not_submitted_again(tmp_path, monkeypatch, capsys):
+    """A relaunch while an array still runs: the live run's folder is left to it, and named."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.unlearn_bench_launchers import skip
+    # composing rescans Hydra's plugins, which executes this module again: compose before patching it
+    launcher = SimpleNamespace(config=compose([]), hydra_context=None)
+    run_dir = tmp_path / "digits-mlp" / "none" / "forget0-seed0"
+    assert skip.in_progress(run_dir) is None
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom unlearn_bench.rundir import "
+         "run_lock\nwith run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        owner = skip.in_progress(run_dir)
+        assert owner["pid"] == holder.pid
+        live = JobReturn(overrides=["seed=0"], status=JobStatus.COMPLETED,
+                         _return_value=skip.InProgress(run_dir, owner))
+        monkeypatch.setattr(skip, "split_finished", lambda *a: ([1], {0: live}))
+        submitted = []
+        out = skip.launch_unfinished(launcher, [["seed=0"], ["seed=1"]], 0,
+                                     submit=lambda jobs, idx: submitted.extend(jobs) or ["ran"])
+        assert submitted == [["seed=1"]] and out[0] is live and out[1] == "ran"
+        text = capsys.readouterr().out
+        assert "0 of 2 runs already finished (skipped); submitting 1" in text
+        assert "1 run(s) in progress elsewhere, not submitted" in text and f"pid {holder.pid}" in text
+    finally:
+        holder.kill()
+        holder.wait()
+    assert skip.in_progress(run_dir) is None  # its process is gone

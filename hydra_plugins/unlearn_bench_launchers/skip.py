@@ -45,10 +45,37 @@ def run_dir_of(config: DictConfig, hydra_context: HydraContext, overrides: Seque
         HydraConfig.instance().set_config(config)
 
 
+class InProgress:
+    """What a job returns when it was not submitted because its run is in progress elsewhere: another
+    process holds its folder's lock and beats (``unlearn_bench.locks``)."""
+
+    def __init__(self, run_dir: Path, owner: dict):
+        self.run_dir, self.owner = run_dir, owner
+
+    def __str__(self) -> str:
+        from unlearn_bench.locks import describe
+        return f"{self.run_dir} ({describe(self.owner)})"
+
+
+def in_progress(run_dir: Path) -> dict | None:
+    """The owner record of a live run writing ``run_dir`` in another process, else None."""
+    import os
+    import socket
+
+    from unlearn_bench.locks import live_owner
+    from unlearn_bench.rundir import LOCK
+    owner = live_owner(Path(run_dir) / LOCK)
+    if owner is None or (owner.get("pid"), owner.get("host")) == (os.getpid(), socket.gethostname()):
+        return None
+    return owner
+
+
 def split_finished(config: DictConfig, hydra_context: HydraContext, job_overrides: Sequence[Sequence[str]],
                    initial_job_idx: int) -> tuple[list[int], dict[int, JobReturn]]:
     """Positions of the jobs still to run, and a completed ``JobReturn`` for each job whose run directory
-    already holds a finished run of exactly this configuration (the test the run itself applies)."""
+    already holds a finished run of exactly this configuration (the test the run itself applies) or a run
+    in progress in another process (its return value an ``InProgress``: a relaunch while the array still
+    runs does not put a second job into a live run's folder)."""
     from unlearn_bench.pipeline import finished
 
     subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir", "")
@@ -65,7 +92,11 @@ def split_finished(config: DictConfig, hydra_context: HydraContext, job_override
             result = finished(run_dir, task_cfg)
         except Exception:  # a config the run itself will reject, in one line
             result = None
-        if result is None:
+        owner = in_progress(run_dir) if result is None else None
+        if owner is not None:
+            done[i] = JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED,
+                                _return_value=InProgress(run_dir, owner))
+        elif result is None:
             todo.append(i)
         else:
             done[i] = _finished_return(hydra_context, sweep_config, overrides, run_dir, initial_job_idx + i)
@@ -82,8 +113,14 @@ def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_
               "its trials as results come in; fix: drop dry_run=true for this sweep", file=sys.stderr)
         raise SystemExit(2)
     todo, done = split_finished(launcher.config, launcher.hydra_context, job_overrides, initial_job_idx)
-    print(f"{len(done)} of {len(job_overrides)} runs already finished (skipped); "
+    live = [r._return_value for r in done.values() if isinstance(r._return_value, InProgress)]
+    print(f"{len(done) - len(live)} of {len(job_overrides)} runs already finished (skipped); "
           f"{'would submit' if dry_run else 'submitting'} {len(todo)}", flush=True)
+    if live:
+        print(f"{len(live)} run(s) in progress elsewhere, not submitted (relaunch once they end if they fail):",
+              flush=True)
+        for r in live:
+            print(f"  {r}", flush=True)
     if dry_run:
         for i in todo:
             print(f"  #{initial_job_idx + i}: {' '.join(filter_overrides(job_overrides[i]))}", flush=True)
