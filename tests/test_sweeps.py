@@ -308,3 +308,12 @@ def test_a_run_in_progress_elsewhere_is_not_submitted_again(tmp_path, monkeypatc
         holder.kill()
         holder.wait()
     assert skip.in_progress(run_dir) is None  # its process is gone
+
+
+def test_an_array_starts_with_one_job_per_shared_original():
+    from hydra_plugins.unlearn_bench_launchers.skip import leaders_first
+    jobs = [[f"method={m}", f"seed={s}"] for s in (0, 1) for m in ("none", "ssd", "scrub")]
+    jobs.append(["method=ssd", "method.alpha=5", "seed=2"])
+    order = leaders_first(list(range(len(jobs))), jobs)
+    assert order[:3] == [0, 3, 6] and sorted(order) == list(range(len(jobs)))
+    assert [jobs[i] for i in order[3:]] == [jobs[1], jobs[2], jobs[4], jobs[5]]

@@ -104,6 +104,20 @@ def split_finished(config: DictConfig, hydra_context: HydraContext, job_override
     return todo, done
 
 
+def leaders_first(todo: list[int], job_overrides: Sequence[Sequence[str]]) -> list[int]:
+    """``todo`` reordered so that one job of each group sharing everything but the method's settings (the
+    jobs that share an original model and oracle) comes first: an array then trains each original once, in
+    its first tasks, instead of starting many tasks that all wait on the same training's lock."""
+    def shared(i: int) -> tuple:
+        return tuple(sorted(o for o in job_overrides[i]
+                            if not o.lstrip("+~").split("=", 1)[0].startswith(("method", "name"))))
+    seen, leaders, rest = set(), [], []
+    for i in todo:
+        (rest if shared(i) in seen else leaders).append(i)
+        seen.add(shared(i))
+    return leaders + rest
+
+
 def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
                       submit, dry_run: bool = False) -> list[JobReturn]:
     """Drop finished runs, then ``submit(overrides_to_run, initial_job_idx)``; results come back in the
@@ -127,6 +141,8 @@ def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_
         pending = {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED,
                                 _return_value=None) for i in todo}
         return [done.get(i) or pending[i] for i in range(len(job_overrides))]
+    if "BasicSweeper" in str(launcher.config.hydra.sweeper.get("_target_", "")):  # trials keep their numbers
+        todo = leaders_first(todo, job_overrides)
     launched = list(submit([job_overrides[i] for i in todo], initial_job_idx)) if todo else []
     results = dict(zip(todo, launched))
     results.update(done)
