@@ -175,6 +175,8 @@ def _evaluate(ctx: Context, run_dir: Path, logger, original, meta_o, unlearned, 
     """Every metric family beyond accuracies (eval_suite); writes per_class.csv and roc.csv. Returns the
     metrics and the retrain oracle's logits (for predictions.npz) when the oracle was used."""
     ev, seed, draws = ctx.cfg.eval, int(ctx.cfg.eval.seed), int(ctx.cfg.eval.mia_draws)
+    log.info("%s: evaluating (population attacks over %d draws%s)", ctx.method_label, draws,
+             "; reference models train where they are not cached" if ctx.labels.get("eval") == "full" else "")
     mia_tag = (f"mia-v{eval_suite.POPULATION_MIA_VERSION}-seed{seed}-draws{draws}"
                f"-o{meta_o['sha256'][:12]}")  # Fr reads logits_o
     mia_o = ctx.cached_metrics(meta_o, mia_tag,
