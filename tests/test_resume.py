@@ -211,3 +211,17 @@ def test_a_resumed_training_counts_the_time_spent_before_it(tmp_path):
     again = Resume(resume.path, "cache original/k", every_s=0)
     _train(_model(1), again)
     assert spent > 0 and again.prior_s == spent and again.resumed_from == 2
+
+
+def test_a_saved_epoch_missing_a_field_leaves_the_random_state_as_it_was(tmp_path):
+    resume = Resume(tmp_path / "k.partial.pt", "cache original/k", every_s=0)
+    with pytest.raises(Stop):
+        _train(_model(1), resume, stop_at_step=8)
+    state = torch.load(resume.path, weights_only=True)
+    del state["steps"]
+    torch.save(state, resume.path)
+    whole = _model(1)
+    _train(whole)
+    again = _model(1)
+    _train(again, Resume(resume.path, "cache original/k", every_s=3600))  # restarts; batch order untouched
+    assert _same(again, whole)

@@ -317,3 +317,26 @@ def test_an_array_starts_with_one_job_per_shared_original():
     order = leaders_first(list(range(len(jobs))), jobs)
     assert order[:3] == [0, 3, 6] and sorted(order) == list(range(len(jobs)))
     assert [jobs[i] for i in order[3:]] == [jobs[1], jobs[2], jobs[4], jobs[5]]
+
+
+@pytest.mark.parametrize("squeue, live", [("RUNNING", True), ("", False), ("CANCELLED", False)])
+def test_a_run_on_another_node_counts_as_in_progress_while_its_job_does(tmp_path, monkeypatch, squeue, live):
+    """A cancelled or killed job never releases its lock, and its node is not this one: squeue decides."""
+    import json
+    import time
+
+    from hydra_plugins.unlearn_bench_launchers import skip
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "squeue").write_text(f"#!/bin/sh\necho '{squeue}'\n")
+    (bindir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record = {"pid": 1, "host": "node17", "since": time.time() - 100, "heartbeat": time.time() - 5,
+              "slurm_job": "42_3"}
+    (run_dir / ".run.lock.owner").write_text(json.dumps(record))
+    assert (skip.in_progress(run_dir) is not None) == live
+    record["heartbeat"] = time.time() - 200  # three heartbeats missed: gone, whatever squeue says
+    (run_dir / ".run.lock.owner").write_text(json.dumps(record))
+    assert skip.in_progress(run_dir) is None

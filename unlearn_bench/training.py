@@ -403,28 +403,33 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
 def _restore(resume: Resume, model: nn.Module, generator: torch.Generator, optimizer: Callable,
              device: str) -> dict | None:
     """Load ``resume``'s saved epoch into ``model``, the batch order and the random state; None (with a
-    warning, the file discarded, the model as it was) when there is none or it no longer fits."""
+    warning, the file discarded, model and random state as they were) when there is none or it no longer
+    fits: every field is checked before anything is changed."""
     restored = resume.load()
     if restored is None:
         return None
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     try:
-        model.load_state_dict(restored["model"])
-        optimizer(model.parameters()).load_state_dict(restored["optimizer"])  # fits this model's parameters
-        generator_state, rng = restored["batches_rng"], restored["torch_rng"]
-        generator.set_state(generator_state)
-        torch.set_rng_state(rng)
-        if restored.get("cuda_rng") is not None and device.startswith("cuda"):
-            torch.cuda.set_rng_state(restored["cuda_rng"], device)
         restored["epoch"], restored["steps"] = int(restored["epoch"]), int(restored["steps"])
         restored["curve"] = [float(v) for v in restored["curve"]]
-    except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+        batches_rng, rng = restored["batches_rng"], restored["torch_rng"]
+        cuda_rng = restored.get("cuda_rng")
+        if not (isinstance(batches_rng, torch.Tensor) and isinstance(rng, torch.Tensor)) or \
+                (cuda_rng is not None and not isinstance(cuda_rng, torch.Tensor)):
+            raise TypeError("random states are not tensors")
+        model.load_state_dict(restored["model"])
+        optimizer(model.parameters()).load_state_dict(restored["optimizer"])  # fits this model's parameters
+    except Exception as e:  # noqa: BLE001 -- whatever is wrong with the file, the training starts over
         model.load_state_dict(before)
         log.warning("%s: saved epoch does not fit this training (%s); training from the first epoch",
                     resume.label, one_line(e, 160))
         resume.discard()
         return None
-    resume.prior_s, resume.resumed_from = float(restored.get("elapsed_s", 0.0)), int(restored["epoch"])
+    generator.set_state(batches_rng)
+    torch.set_rng_state(rng)
+    if cuda_rng is not None and device.startswith("cuda"):
+        torch.cuda.set_rng_state(cuda_rng, device)
+    resume.prior_s, resume.resumed_from = float(restored.get("elapsed_s", 0.0)), restored["epoch"]
     return restored
 
 

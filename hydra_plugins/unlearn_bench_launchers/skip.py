@@ -37,10 +37,15 @@ def _run_dir(sweep_config: DictConfig) -> Path:
     return Path(str(sweep_config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
 
 
-def run_dir_of(config: DictConfig, hydra_context: HydraContext, overrides: Sequence[str]) -> Path:
-    """The run folder of the job with these overrides (as the job itself will name it)."""
+def run_dir_of(config: DictConfig, hydra_context: HydraContext, overrides: Sequence[str],
+               job_num: int | None = None) -> Path:
+    """The run folder of the job with these overrides and number (as the job itself will name it)."""
     try:
-        return _run_dir(hydra_context.config_loader.load_sweep_config(config, list(overrides)))
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        if job_num is not None:  # folders named by job number (Optuna trials)
+            with read_write(sweep_config.hydra.job), open_dict(sweep_config.hydra.job):
+                sweep_config.hydra.job.num, sweep_config.hydra.job.id = job_num, str(job_num)
+        return _run_dir(sweep_config)
     finally:
         HydraConfig.instance().set_config(config)
 
@@ -58,16 +63,36 @@ class InProgress:
 
 
 def in_progress(run_dir: Path) -> dict | None:
-    """The owner record of a live run writing ``run_dir`` in another process, else None."""
+    """The owner record of a live run writing ``run_dir`` in another process, else None. Live: it has beaten
+    within three heartbeats and, when it names its Slurm job, squeue still lists that job as not ended (a
+    cancelled or killed job never releases its lock, and its node may not be this one)."""
     import os
     import socket
 
-    from unlearn_bench.locks import live_owner
+    from unlearn_bench.locks import HEARTBEAT_S, live_owner
     from unlearn_bench.rundir import LOCK
-    owner = live_owner(Path(run_dir) / LOCK)
+    owner = live_owner(Path(run_dir) / LOCK, stale_s=3 * HEARTBEAT_S)
     if owner is None or (owner.get("pid"), owner.get("host")) == (os.getpid(), socket.gethostname()):
         return None
+    job = owner.get("slurm_job")
+    if job and _slurm_job_ended(str(job)):
+        return None
     return owner
+
+
+def _slurm_job_ended(job: str) -> bool:
+    """Whether squeue says ``job`` has ended (not listed, or in a final state); False when it cannot say."""
+    import subprocess
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if out.returncode != 0:  # an id squeue no longer knows is an ended job
+        return "Invalid job id" in out.stderr
+    states = {s.strip() for s in out.stdout.split()}
+    return not states or states <= {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                                    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
 
 def split_finished(config: DictConfig, hydra_context: HydraContext, job_overrides: Sequence[Sequence[str]],
@@ -141,7 +166,8 @@ def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_
         pending = {i: JobReturn(overrides=list(job_overrides[i]), status=JobStatus.COMPLETED,
                                 _return_value=None) for i in todo}
         return [done.get(i) or pending[i] for i in range(len(job_overrides))]
-    if "BasicSweeper" in str(launcher.config.hydra.sweeper.get("_target_", "")):  # trials keep their numbers
+    subdir = str(OmegaConf.to_container(launcher.config.hydra.sweep, resolve=False).get("subdir", ""))
+    if "job.num" not in subdir and "job.id" not in subdir:  # folders named by number keep their numbers
         todo = leaders_first(todo, job_overrides)
     launched = list(submit([job_overrides[i] for i in todo], initial_job_idx)) if todo else []
     results = dict(zip(todo, launched))

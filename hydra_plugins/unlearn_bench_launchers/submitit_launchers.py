@@ -141,11 +141,11 @@ class _SkipFinished:
         outcomes = wait_for_jobs(jobs, slurm_states if self._EXECUTOR == "slurm" else local_states)
         returns, lines = [], []
         shown = _varying(job_overrides)
-        for overrides, job, state in zip(job_overrides, jobs, outcomes):
+        for i, (overrides, job, state) in enumerate(zip(job_overrides, jobs, outcomes)):
             ret, problem = failure(job, state, bool(self.params.get("stderr_to_stdout")))
             returns.append(ret)
             if problem:
-                run_dir = run_dir_of(self.config, self.hydra_context, overrides)
+                run_dir = run_dir_of(self.config, self.hydra_context, overrides, initial_job_idx + i)
                 named = " ".join(o for o in filter_overrides(overrides) if shown is None or o in shown)
                 lines.append(f"run {run_dir} ({named}) did not finish: {problem}")
         if lines:
