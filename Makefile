@@ -36,8 +36,7 @@ run: $(STAMP)
 	  data="$(DIGITS_FALLBACK)"; fi; \
 	$(VENV)/bin/unlearn-bench -m experiment=default $$data runs_dir=$(RUNS) && \
 	$(VENV)/bin/unlearn-bench -m experiment=default $$data runs_dir=$(RUNS) method=$(SPREAD_METHODS) method_seed=1,2 && \
-	$(VENV)/bin/unlearn-bench-report $(RUNS)/default --out $(RUNS)/default/results && \
-	echo "table written to $(RUNS)/default/results.md and .csv"
+	$(VENV)/bin/unlearn-bench-report $(RUNS)/default --out $(RUNS)/default/results
 
 test: $(STAMP)
 	$(PY) -m pytest -q
