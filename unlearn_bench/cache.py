@@ -15,11 +15,13 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import pickle
 import time
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +140,58 @@ def _verified(path: Path, recorded, value, digest):
     return value
 
 
+CHECKPOINT_EVERY_ENV = "UNLEARN_BENCH_CHECKPOINT_EVERY_S"
+
+
+def checkpoint_interval() -> float:
+    """Seconds between two saves of a resumable training (``UNLEARN_BENCH_CHECKPOINT_EVERY_S``, default 60;
+    0 saves every epoch)."""
+    raw = os.environ.get(CHECKPOINT_EVERY_ENV, "60")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{CHECKPOINT_EVERY_ENV}={raw!r} is not a number of seconds; fix: set it to e.g. 60 "
+                         f"(0 saves every epoch)") from None
+    return max(0.0, value)
+
+
+@dataclass
+class Resume:
+    """Where one training keeps its last finished epoch (``path``, e.g. ``<cache>/original/<key>.partial.pt``)
+    and the name its log lines use. Only the training that owns the path (under the cache's lock) may use it."""
+
+    path: Path
+    label: str
+    every_s: float = field(default_factory=checkpoint_interval)
+    prior_s: float = 0.0  # training seconds spent before the saved epoch (by stopped processes)
+    resumed_from: int = 0  # epochs done when this training resumed
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged file costs the epochs it held, never the run
+            log.warning("%s: saved epoch unreadable (%s); training from the first epoch", self.label,
+                        one_line(e, 120))
+            return None
+
+    def save(self, state: dict) -> None:
+        """Keep ``state``; a failure to (a full disk) costs the ability to resume, never the training."""
+        def write(p):
+            with open(p, "wb") as f:
+                torch.save(state, f)
+        try:
+            atomic_write_bytes(self.path, write, f"the last epoch of {self.label}")
+        except OSError as e:  # DiskFull is an OSError too
+            log.warning("%s: could not save the last epoch (%s); this training will not be resumable",
+                        self.label, one_line(e, 160))
+            self.every_s = math.inf
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 class ModelCache:
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
@@ -194,7 +248,6 @@ class ModelCache:
             t0 = time.perf_counter()
             resume = None
             if resumable:
-                from unlearn_bench.training import Resume
                 resume = Resume(pt.with_suffix(".partial.pt"), f"cache {kind}/{key}")
             facts = train(model, resume) if resumable else train(model)
             state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

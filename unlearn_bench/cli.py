@@ -26,9 +26,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from unlearn_bench.config import (  # noqa: F401  (re-exported: the CLI's resolvers and config folder)
+    CONFIG_DIR,
+    drawn_params,
+    first_values,
+    method_seed_tag,
+)
 from unlearn_bench.errors import ConfigError, Interrupted, UnlearnBenchError, one_line
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 log = logging.getLogger("unlearn_bench")
 
 # Lightning's SLURM detection warns on every fit wherever an `srun` binary is on PATH, to catch multi-GPU jobs
@@ -36,53 +41,6 @@ log = logging.getLogger("unlearn_bench")
 # task with srun itself, so the hint is always noise. Set here, at import: launcher workers import this module
 # to find the task function, so the filter holds in every process that runs a job.
 warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
-
-
-def _join(classes) -> str:
-    return "-".join(str(c) for c in classes) if isinstance(classes, (list, tuple)) or hasattr(classes, "__iter__") \
-        else str(classes)
-
-
-OmegaConf.register_new_resolver("ub_join", _join, replace=True)
-
-
-def method_seed_tag(seed, method_seed) -> str:
-    """The run folder's suffix for a method seed: none when it is the training seed, so folders written
-    before ``method_seed`` existed keep their names; else ``-mseed<k>``, so a sweep over method seeds
-    writes one folder per run."""
-    return "" if str(method_seed) == str(seed) else f"-mseed{method_seed}"
-
-
-OmegaConf.register_new_resolver("ub_mseed", method_seed_tag, replace=True)
-
-
-def drawn_params() -> str:
-    """``${ub_params:}``, the values a sweeper set for this job, for its folder name: each key of
-    ``hydra.sweeper.params`` the job's overrides set, by its last part (``lr=0.00443-epochs=4``; numbers to 3
-    significant digits). For Optuna trials ``trial${hydra:job.num}-${ub_params:}``: the job number keeps two
-    draws that round alike apart, and launchers submit every job whose folder names its number
-    (``hydra_plugins/unlearn_bench_launchers/skip.py``), so nothing is looked up before a trial is drawn."""
-    from hydra.core.hydra_config import HydraConfig
-    if not HydraConfig.initialized():
-        return ""
-    hc = HydraConfig.get()
-    drawn = {}
-    for o in hc.overrides.task:
-        key, _, value = str(o).partition("=")
-        drawn[key.lstrip("+~")] = value
-    return "-".join(f"{k.rsplit('.', 1)[-1]}={_short(drawn[k])}" for k in (hc.sweeper.get("params") or {})
-                    if k in drawn)
-
-
-def _short(value: str) -> str:
-    try:
-        number = float(value)
-    except ValueError:
-        return value.replace("/", "_").replace(" ", "_")
-    return value if value.lstrip("-").isdigit() else f"{number:.3g}"
-
-
-OmegaConf.register_new_resolver("ub_params", drawn_params, replace=True)
 
 
 class _OptunaStudyLine(logging.Filter):
@@ -122,21 +80,6 @@ def _keys(node, prefix: str = "") -> list[str]:
     return out
 
 
-def _first_values(overrides) -> list[str]:
-    """The command line with every sweep replaced by its first value (what the first job composes)."""
-    out = []
-    for o in overrides:
-        if o.is_sweep_override():
-            try:
-                first = next(iter(o.sweep_string_iterator()))
-            except Exception:  # glob/interval sweeps need the sweeper: leave them to Hydra
-                continue
-            out.append(f"{o.get_key_element()}={first}")
-        else:
-            out.append(o.input_line)
-    return out
-
-
 def preflight(args: list[str], config_name: str = "config", multirun: bool = False) -> None:
     """Raise ``ConfigError`` (one line) if Hydra could not compose ``args``; a valid line passes silently."""
     from hydra import compose, initialize_config_dir
@@ -164,7 +107,7 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
         if sweeps and not multirun:
             raise ConfigError(f"{sweeps[0]} is a sweep but this is a single run; fix: add -m to sweep, or "
                               f"write a list as key=[a,b]")
-        line = _first_values(overrides)
+        line = first_values(overrides)
         try:
             cfg = compose(config_name, overrides=line, return_hydra_config=True)
         except (HydraException, ValueError) as e:  # Hydra raises a bare ValueError for some group values

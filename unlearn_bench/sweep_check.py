@@ -32,10 +32,10 @@ def sweep_jobs(args: list[str], compose, config_name: str = "config") -> list[li
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from unlearn_bench.cli import _first_values
+    from unlearn_bench.config import first_values
 
     parser = OverridesParser.create()
-    first = compose(config_name, overrides=_first_values(parser.parse_overrides(args)), return_hydra_config=True)
+    first = compose(config_name, overrides=first_values(parser.parse_overrides(args)), return_hydra_config=True)
     sweeper = first.hydra.sweeper
     if sweeper.get("_target_") != BASIC_SWEEPER:
         return None
@@ -52,11 +52,11 @@ def count_jobs(args: list[str], config_name: str = "config") -> int | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from unlearn_bench.cli import CONFIG_DIR, _first_values
+    from unlearn_bench.config import CONFIG_DIR, first_values
     try:
         with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
             jobs = sweep_jobs(args, compose, config_name)
-            first = compose(config_name, overrides=_first_values(OverridesParser.create().parse_overrides(args)),
+            first = compose(config_name, overrides=first_values(OverridesParser.create().parse_overrides(args)),
                             return_hydra_config=True)
             launcher = str(first.hydra.launcher.get("_target_", ""))
     except (HydraException, ValueError):
@@ -92,7 +92,7 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
         return 0
     from hydra import compose, initialize_config_dir
 
-    from unlearn_bench.cli import CONFIG_DIR
+    from unlearn_bench.config import CONFIG_DIR
     from unlearn_bench.validate import check_config, validate_config
 
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):

@@ -29,9 +29,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -40,6 +38,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import nn
 
+from unlearn_bench.cache import Resume  # noqa: F401  (re-exported: fit resumes from it)
 from unlearn_bench.errors import Diverged, one_line
 from unlearn_bench.interrupts import no_keyboard_interrupt
 
@@ -59,59 +58,7 @@ PRECISIONS = {"32": "32-true", "bf16": "bf16-mixed"}  # the `precision` setting 
 _precision: ContextVar[str | None] = ContextVar("unlearn_bench_precision", default=None)
 NORM_STATS = ("update", "frozen")
 _norm_stats: ContextVar[str] = ContextVar("unlearn_bench_norm_stats", default="update")
-CHECKPOINT_EVERY_ENV = "UNLEARN_BENCH_CHECKPOINT_EVERY_S"
 STAGES = {"train": "original", "retrain": "oracle"}  # job names -> the stage a progress bar names
-
-
-def checkpoint_interval() -> float:
-    """Seconds between two saves of a resumable training (``UNLEARN_BENCH_CHECKPOINT_EVERY_S``, default 60;
-    0 saves every epoch)."""
-    raw = os.environ.get(CHECKPOINT_EVERY_ENV, "60")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{CHECKPOINT_EVERY_ENV}={raw!r} is not a number of seconds; fix: set it to e.g. 60 "
-                         f"(0 saves every epoch)") from None
-    return max(0.0, value)
-
-
-@dataclass
-class Resume:
-    """Where one training keeps its last finished epoch (``path``, e.g. ``<cache>/original/<key>.partial.pt``)
-    and the name its log lines use. Only the training that owns the path (under the cache's lock) may use it."""
-
-    path: Path
-    label: str
-    every_s: float = field(default_factory=checkpoint_interval)
-    prior_s: float = 0.0  # training seconds spent before the saved epoch (by stopped processes)
-    resumed_from: int = 0  # epochs done when this training resumed
-
-    def load(self) -> dict | None:
-        if not self.path.exists():
-            return None
-        try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a damaged file costs the epochs it held, never the run
-            log.warning("%s: saved epoch unreadable (%s); training from the first epoch", self.label,
-                        one_line(e, 120))
-            return None
-
-    def save(self, state: dict) -> None:
-        """Keep ``state``; a failure to (a full disk) costs the ability to resume, never the training."""
-        from unlearn_bench.cache import atomic_write_bytes
-
-        def write(p):
-            with open(p, "wb") as f:
-                torch.save(state, f)
-        try:
-            atomic_write_bytes(self.path, write, f"the last epoch of {self.label}")
-        except OSError as e:  # DiskFull is an OSError too
-            log.warning("%s: could not save the last epoch (%s); this training will not be resumable",
-                        self.label, one_line(e, 160))
-            self.every_s = math.inf
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def resolve_precision(setting: str, device: str) -> str:
