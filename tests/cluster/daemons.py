@@ -4,6 +4,7 @@ finding what is still running in the driver's private network namespace once the
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,6 +25,20 @@ def wait_for(what: str, check: Callable[[], bool], seconds: float, procs: list[s
             return
         time.sleep(0.5)
     raise SystemExit(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """SIGTERM to ``proc``'s process group (a daemon started in a session of its own, with what it spawned),
+    SIGKILL after ``grace_s`` seconds."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # the group is gone already
+        return
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def namespace_pids() -> dict[int, str]:

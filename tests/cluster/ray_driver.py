@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemons import wait_for  # tests/cluster, the driver's own folder
+from daemons import stop_group, wait_for  # tests/cluster, the driver's own folder
 
 
 def on_loopback(addr: str) -> bool:
@@ -111,11 +111,7 @@ def main(work: str, bindir: str) -> None:
         report["again"] = {"rc": again.returncode, "tail": (again.stdout + again.stderr)[-3000:]}
     finally:
         pids = group_pids(head.pid)
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        stop_group(head, 60)
         time.sleep(2)
         report["left_running"] = sorted(p for p in pids if Path(f"/proc/{p}").exists()
                                         and "zombie" not in Path(f"/proc/{p}/status").read_text().lower())

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from daemons import namespace_pids, wait_for  # tests/cluster, the driver's own folder
+from daemons import namespace_pids, stop_group, wait_for  # tests/cluster, the driver's own folder
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DIGITS = ["data=digits", "model=mlp", "progress=false"]
@@ -197,13 +197,7 @@ def main(work: str, bindir: str, scenario: str) -> None:
             sh(["scancel", *report["left_in_queue"]], env)
             time.sleep(5)
         for p in reversed(procs):  # slurmd first: it reports its jobs' ends to slurmctld, which uses munged
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(10)
+            stop_group(p, 30)
         report["left_running"] = namespace_pids()
         for pid in report["left_running"]:
             try:
