@@ -106,13 +106,18 @@ class LockBusy(Exception):
         self.owner = owner
 
 
-def live_owner(lock_path: Path, stale_s: float | None = None) -> dict | None:
+def live_owner(lock_path: Path, stale_s: float | None = None, others_only: bool = False) -> dict | None:
     """The record of a holder of ``lock_path`` that is alive as far as can be told from here (its heartbeat
-    is fresh and, on this host, its process exists), else None. Read without taking the lock: what a
-    launcher asks before submitting a run that may be in progress elsewhere."""
+    is fresh and, on this host, its process exists), else None; with ``others_only``, None for this process
+    too. Read without taking the lock: what a launcher asks before submitting a run that may be in progress
+    elsewhere."""
     owner = read_owner(Path(lock_path))
     stale_s = _seconds(STALE_ENV, 600.0) if stale_s is None else stale_s
-    return owner if owner and not is_stale(owner, stale_s) else None
+    if not owner or is_stale(owner, stale_s):
+        return None
+    if others_only and (owner.get("pid"), owner.get("host")) == (os.getpid(), socket.gethostname()):
+        return None
+    return owner
 
 
 class OwnedLock:
@@ -123,6 +128,7 @@ class OwnedLock:
         self.path, self.label = Path(path), label
         self.lock = FileLock(str(self.path))
         self.waited_s = 0.0
+        self._since: float | None = None  # when this process took the lock (its owner record's "since")
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -221,7 +227,7 @@ class OwnedLock:
 
     def _write_owner(self) -> None:
         now = time.time()
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": getattr(self, "_since", now),
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": self._since or now,
                   "heartbeat": now, "slurm_job": os.environ.get("SLURM_JOB_ID"), "label": self.label}
         self._since = record["since"]
         tmp = owner_path(self.path).with_name(f".{owner_path(self.path).name}.{os.getpid()}.tmp")
@@ -241,7 +247,6 @@ class OwnedLock:
         if self._beat is not None:
             self._beat.join()
             self._beat = None
-        if hasattr(self, "_since"):
-            del self._since
+        self._since = None
         owner_path(self.path).unlink(missing_ok=True)
         self.lock.release()

@@ -155,7 +155,6 @@ def _finished_here(run_dir: Path) -> bool:
 def failure(e: BaseException | None, config_hash: str | None = None) -> dict:
     """failed.json's content for ``e`` (None: an attempt that has just started)."""
     import signal
-    import socket
 
     from unlearn_bench.errors import Interrupted, UnlearnBenchError, one_line
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -208,8 +207,7 @@ def mark_started(run_dir: Path, config_hash: str | None = None, locked: bool = F
 def _held_elsewhere(run_dir: Path) -> bool:
     """Whether another process holds ``run_dir``'s lock (is writing the run there now), read from the lock's
     owner record: the lock itself is never taken here, so a run starting at this instant is not refused."""
-    owner = live_owner(run_dir / LOCK)
-    return owner is not None and (owner.get("pid"), owner.get("host")) != (os.getpid(), socket.gethostname())
+    return live_owner(run_dir / LOCK, others_only=True) is not None
 
 
 @contextmanager

@@ -66,13 +66,10 @@ def in_progress(run_dir: Path) -> dict | None:
     """The owner record of a live run writing ``run_dir`` in another process, else None. Live: it has beaten
     within three heartbeats and, when it names its Slurm job, squeue still lists that job as not ended (a
     cancelled or killed job never releases its lock, and its node may not be this one)."""
-    import os
-    import socket
-
     from unlearn_bench.locks import HEARTBEAT_S, live_owner
     from unlearn_bench.rundir import LOCK
-    owner = live_owner(Path(run_dir) / LOCK, stale_s=3 * HEARTBEAT_S)
-    if owner is None or (owner.get("pid"), owner.get("host")) == (os.getpid(), socket.gethostname()):
+    owner = live_owner(Path(run_dir) / LOCK, stale_s=3 * HEARTBEAT_S, others_only=True)
+    if owner is None:
         return None
     job = owner.get("slurm_job")
     if job and _slurm_job_ended(str(job)):
