@@ -31,7 +31,7 @@ SPREAD_METHODS ?= lra_npp
 run: $(STAMP)
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || true; fi
-	@if $(PY) -m unlearn_bench.datacheck fashion_mnist; then data="data=fashion_mnist"; else \
+	@if $(PY) -m unlearn_bench.data.check fashion_mnist; then data="data=fashion_mnist"; else \
 	  echo "Fashion-MNIST is not available (see above); falling back to the bundled digits dataset"; \
 	  data="$(DIGITS_FALLBACK)"; fi; \
 	$(VENV)/bin/unlearn-bench -m experiment=default $$data runs_dir=$(RUNS) && \

@@ -21,7 +21,7 @@ from torch import nn
 from baselines.distill import frozen_copy, random_copy, union
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.training import fit
+from unlearn_bench.train.loop import fit
 
 
 def kl_mean_entries(student_logits: torch.Tensor, teacher_probs: torch.Tensor,

@@ -1,7 +1,7 @@
 """Pieces the training-based baselines share: SGD factory, batches over two sets at once, the
 random-label epochs of RL and SalUn (OPTML-Group's plumbing and the fixed-label union), the augmentation
 rule, and a ``Method`` base that trains through
-``unlearn_bench.training.fit`` and keeps the loss curve."""
+``unlearn_bench.train.loop.fit`` and keeps the loss curve."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torch import nn
 
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Subset, UnlearnData
-from unlearn_bench.training import fit
+from unlearn_bench.train.loop import fit
 
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Callable:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearn_bench.batches import TensorBatches
+from unlearn_bench.data.batches import TensorBatches
 from unlearn_bench.methods.base import Subset
 
 

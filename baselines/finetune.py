@@ -6,7 +6,7 @@ from torch import nn
 
 from baselines.common import SGDMethod, resolve_augment
 from unlearn_bench.methods.base import Regime, UnlearnData
-from unlearn_bench.training import cross_entropy
+from unlearn_bench.train.loop import cross_entropy
 
 
 class Finetune(SGDMethod):

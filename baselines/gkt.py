@@ -29,7 +29,7 @@ from torch import nn
 from baselines.distill import frozen_copy, kl_to_teacher, reinitialise
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.training import fit
+from unlearn_bench.train.loop import fit
 
 
 def generator(z_dim: int, hidden: int, in_shape) -> nn.Module:

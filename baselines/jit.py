@@ -30,7 +30,7 @@ from torch import nn
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
 from unlearn_bench.models.vit import ViT
-from unlearn_bench.training import fit
+from unlearn_bench.train.loop import fit
 
 # forget_full_class_main.py:141-153 of jwf40/Zeroshot-Unlearning-At-Scale@f7e3f20: (lr, noise_std)
 PER_ARCH = {"vit": (1.5, 0.8), "other": (3e-4, 0.5)}

@@ -6,7 +6,7 @@ from torch import nn
 
 from baselines.common import SGDMethod, random_label_batches, resolve_augment, resolve_relabel
 from unlearn_bench.methods.base import Regime, UnlearnData
-from unlearn_bench.training import cross_entropy
+from unlearn_bench.train.loop import cross_entropy
 
 
 class RandomLabel(SGDMethod):

@@ -12,7 +12,7 @@ from torch import nn
 from baselines.common import SGDMethod, random_label_batches, resolve_augment, resolve_relabel
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
-from unlearn_bench.training import cross_entropy
+from unlearn_bench.train.loop import cross_entropy
 
 MASK_REDUCTIONS = ("batch_mean", "sum")
 

@@ -26,7 +26,7 @@ from torch import nn
 from baselines.distill import frozen_copy, kl_to_teacher, shared_optimizer
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.training import fit
+from unlearn_bench.train.loop import fit
 
 SMALL_SCALE_MAX_CLASSES = 5
 # meghdadk/SCRUB@98ffb11; line numbers are the .ipynb files' JSON lines

@@ -24,7 +24,7 @@ from torch import nn
 from baselines.distill import float_batches
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.training import cross_entropy, fit
+from unlearn_bench.train.loop import cross_entropy, fit
 
 
 def error_maximising_noise(model: nn.Module, in_shape, cls: int, n: int, steps: int, lr: float,

@@ -22,7 +22,7 @@ def main() -> None:
     scale = args.scale or (0.001 if args.quick else 1.0 if cuda else 0.002)
     epochs = args.epochs or (None if cuda and not args.quick else 1)
 
-    from unlearn_bench import pipeline
+    from unlearn_bench.run import pipeline
     work = Path(tempfile.mkdtemp(prefix="ub-cache-"))
 
     def once(run_dir: str) -> tuple[float, dict]:

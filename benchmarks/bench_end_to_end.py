@@ -81,7 +81,7 @@ def _loop(methods, scale, epochs, device, work, extra, stages, rows) -> None:
                                      extra.get(m, ()))
         t0 = time.perf_counter()
         try:
-            from unlearn_bench import pipeline
+            from unlearn_bench.run import pipeline
             r = pipeline.run(cfg, work / "runs" / m)
         except Exception as e:  # noqa: BLE001 -- one broken method must not hide the others' figures
             rows.append((m, time.perf_counter() - t0, f"error: {type(e).__name__}: {str(e)[:120]}"))

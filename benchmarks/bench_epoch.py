@@ -1,6 +1,6 @@
 """One training epoch three ways, on the same synthetic tensors, timed side by side:
 
-- harness: ``unlearn_bench.training.fit`` over ``TensorBatches`` (device-resident uint8, batched
+- harness: ``unlearn_bench.train.loop.fit`` over ``TensorBatches`` (device-resident uint8, batched
   augmentation; bf16 autocast + channels_last on CUDA, fp32 on CPU), as the pipeline runs it;
 - plain: a hand-written PyTorch loop over the same batches with the same optimizer and precision;
 - typical: uint8 arrays -> PIL -> torchvision transforms -> DataLoader workers -> plain loop (fp32).
@@ -25,9 +25,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from unlearn_bench.batches import Normalizer, TensorBatches
+from unlearn_bench.data.batches import Normalizer, TensorBatches
 from unlearn_bench.models import cnn_paper, mlp, resnet18
-from unlearn_bench.training import cosine_schedule, cross_entropy, fit, plain_cuda_check
+from unlearn_bench.train.loop import cosine_schedule, cross_entropy, fit, plain_cuda_check
 
 MEAN = {1: (0.2860,), 3: (0.4914, 0.4822, 0.4465)}
 STD = {1: (0.3530,), 3: (0.2470, 0.2435, 0.2616)}

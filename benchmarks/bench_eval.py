@@ -11,8 +11,8 @@ from __future__ import annotations
 import common
 import torch
 
-from unlearn_bench import evaluation
-from unlearn_bench.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.eval import outputs as evaluation
 from unlearn_bench.methods.base import Subset
 from unlearn_bench.models import cnn_paper, mlp, resnet18, vit_tiny
 

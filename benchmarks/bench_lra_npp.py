@@ -13,7 +13,7 @@ import copy
 import common
 import torch
 
-from unlearn_bench.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models import cnn_paper, resnet18
 

@@ -76,7 +76,7 @@ declare -A script=([epoch]=bench_epoch.py [lra]=bench_lra_npp.py [eval]=bench_ev
 declare -A limit=([tests]=120 [epoch]=210 [lra]=60 [eval]=60 [cache]=120 [e2e]=330 [paper]=540)
 # the paper stage: $1 python, $2 output folder, $3 --quick or empty (a CPU smoke check: an MLP, 1 epoch)
 paper_row='py=$1 out=$2
-"$py" -m unlearn_bench.datacheck cifar10 --offline ${GPU_SUITE_CIFAR_ROOT:+--root "$GPU_SUITE_CIFAR_ROOT"} 2>&1 ||
+"$py" -m unlearn_bench.data.check cifar10 --offline ${GPU_SUITE_CIFAR_ROOT:+--root "$GPU_SUITE_CIFAR_ROOT"} 2>&1 ||
   { echo "paper: skipped, CIFAR-10 is not on this machine (fix: GPU_SUITE_CIFAR_ROOT=DIR)"; exit 0; }
 small=(); [ -n "$3" ] && small=(model=mlp train.epochs=1 data.train_limit=2000 data.test_limit=1000 forget.unseen.per_class=40)
 "$py" -m unlearn_bench.cli -m experiment=paper_tables_cifar10 seed=42 forget.unseen.source=test \

@@ -13,12 +13,12 @@ from baselines.gkt import GKT
 from baselines.jit import JiT, lipschitz_loss
 from baselines.lf_ssd import LFSSD
 from baselines.ssd import SSD
-from unlearn_bench import pipeline
-from unlearn_bench.batches import Normalizer
 from unlearn_bench.config import compose
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models.mlp import mlp
+from unlearn_bench.run import pipeline
 
 REGIMES = {"ssd": Regime.FULL, "lf_ssd": Regime.FULL, "scrub": Regime.FULL, "bad_teacher": Regime.FULL,
            "unsir": Regime.FULL, "gkt": Regime.ZERO_SHOT, "jit": Regime.ZERO_SHOT}

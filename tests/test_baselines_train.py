@@ -19,12 +19,12 @@ from baselines.l1_sparse import L1Sparse
 from baselines.neggrad_plus import CycledPairs, NegGradPlus
 from baselines.random_label import RandomLabel
 from baselines.salun import SalUn
-from unlearn_bench import context, pipeline
-from unlearn_bench.batches import Normalizer
 from unlearn_bench.data import Digits
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models import mlp
+from unlearn_bench.run import context, pipeline
 
 FORGET = 3
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"

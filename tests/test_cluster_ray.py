@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_bench.store import load_results
+from unlearn_bench.run.store import load_results
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent

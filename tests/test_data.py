@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_bench.batches import Normalizer, TensorBatches, random_crop_flip
 from unlearn_bench.data import Digits, TorchvisionImages
+from unlearn_bench.data.batches import Normalizer, TensorBatches, random_crop_flip
+from unlearn_bench.data.splits import Split, make_split
 from unlearn_bench.errors import DataNotFoundError
-from unlearn_bench.splits import Split, make_split
 
 FMNIST_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 

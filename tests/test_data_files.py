@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from unlearn_bench import pipeline
 from unlearn_bench.config import compose
-from unlearn_bench.context import Context
-from unlearn_bench.data_files import ArrayFile, ImageFolder, from_arrays
+from unlearn_bench.data.files import ArrayFile, ImageFolder, from_arrays
 from unlearn_bench.errors import DataError, DataNotFoundError
+from unlearn_bench.run import pipeline
+from unlearn_bench.run.context import Context
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def test_too_many_classes_says_which_setting_to_change():
 
 
 def test_a_replaced_file_is_not_a_finished_run_and_pools_by_content(tmp_path, digits, cache_dir):
-    from unlearn_bench.context import config_hash, setup_hash
+    from unlearn_bench.run.identity import config_hash, setup_hash
     x, y = digits
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
 
@@ -249,7 +249,7 @@ def test_a_forget_class_without_test_images_runs_and_warns(tmp_path, digits, cac
 
 
 def test_folder_stamp_follows_the_images_the_loader_reads(tmp_path, digits):
-    from unlearn_bench.data_files import source_stamp
+    from unlearn_bench.data.files import source_stamp
     x, y = digits[0][:30], digits[1][:30] % 3
     real = tmp_path / "real"
     _write_folder(real, x, y, split=False)
@@ -257,7 +257,7 @@ def test_folder_stamp_follows_the_images_the_loader_reads(tmp_path, digits):
     linked.mkdir()
     for c in sorted(real.iterdir()):
         (linked / c.name).symlink_to(c, target_is_directory=True)  # class folders that are symlinks
-    cfg = {"_target_": "unlearn_bench.data_files.ImageFolder", "path": str(linked)}
+    cfg = {"_target_": "unlearn_bench.data.files.ImageFolder", "path": str(linked)}
     before = source_stamp(cfg)
     (linked / "class_0" / ".DS_Store").write_text("finder")  # not an image: ignored like the loader does
     assert source_stamp(cfg) == before
@@ -302,9 +302,9 @@ def _per_class(digits, n: int, classes: int = 10):
 
 def _too_small(cache_dir, monkeypatch, *overrides):
     """The message validation gives for ``overrides`` (None when they validate); training is refused."""
-    from unlearn_bench import context
     from unlearn_bench.errors import UnlearnBenchError
-    from unlearn_bench.validate import validate_config
+    from unlearn_bench.run import context
+    from unlearn_bench.run.validate import validate_config
     monkeypatch.setattr(context, "fit", lambda *a, **k: pytest.fail("validation trained something"))
     try:
         validate_config(compose(["model=mlp", "progress=false", f"cache_dir={cache_dir}", *overrides]))

@@ -243,7 +243,7 @@ def test_an_idx_header_promising_more_than_any_mnist_file_is_refused_before_read
 def test_mnist_files_in_a_folder_are_not_read_as_fashion_mnist(tmp_path, offline):
     write_idx(tmp_path / "mnist", images("MNIST", 3, 0), images("MNIST", 2, 1))  # flat, named for MNIST
     assert TorchvisionImages  # the reader below is the one data=fashion_mnist uses
-    from unlearn_bench.data_formats import read_dataset
+    from unlearn_bench.data.formats import read_dataset
     assert read_dataset("FashionMNIST", tmp_path / "mnist") is None
     assert read_dataset("MNIST", tmp_path / "mnist") is not None
 
@@ -272,7 +272,7 @@ PY2_BATCH = (b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct
 
 
 def test_a_python2_batch_as_published_reads(tmp_path):
-    from unlearn_bench.data_formats import read_cifar_pickle
+    from unlearn_bench.data.formats import read_cifar_pickle
     (tmp_path / "data_batch_1").write_bytes(PY2_BATCH)
     d = read_cifar_pickle(tmp_path / "data_batch_1")
     assert d["labels"] == [1, 2] and d["data"].dtype == np.uint8

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearn_bench import eval_suite, pipeline
 from unlearn_bench import metrics as M
+from unlearn_bench.eval import suite as eval_suite
 from unlearn_bench.metrics.info import METRIC_INFO, metric_info, metrics_doc
+from unlearn_bench.run import pipeline
 
 BOOKKEEPING = {"status", "method", "data", "model", "forget", "seed", "method_seed", "regime", "name", "config_hash",
                "original_cache_hit", "original_train_s", "retrain/cache_hit", "retrain/train_s", "setup",
@@ -162,9 +163,9 @@ def test_klom_unlearns_an_ensemble_of_originals(digits_cfg):
     """The unlearned side of KLOM varies like the retrained side: `none` on N originals gives N different
     models (a deterministic method run N times on one original would give one), and the retrain method
     is compared through twins, never with the oracles themselves."""
-    from unlearn_bench.loggers import NoLogger
-    from unlearn_bench.reference_models import ReferenceModels
-    from unlearn_bench.validate import validate_config
+    from unlearn_bench.eval.reference_models import ReferenceModels
+    from unlearn_bench.run.loggers import NoLogger
+    from unlearn_bench.run.validate import validate_config
     ctx = validate_config(digits_cfg("method=none", "train.epochs=3", "forget.classes=[5]"))
     ctx.to_device()
     original, _, _ = ctx.original(NoLogger())
@@ -173,16 +174,16 @@ def test_klom_unlearns_an_ensemble_of_originals(digits_cfg):
     assert set(m) == {"forget_train", "retain_train", "forget_test", "retain_test"}
     assert m["forget_train"].shape == (3, len(ctx.split.forget_train))
     assert not np.allclose(m["forget_train"][0], m["forget_train"][1])  # different originals
-    from unlearn_bench import evaluation
+    from unlearn_bench.eval import outputs as evaluation
     first = M.logit_scaled_confidence(evaluation.predict_logits(original, ctx.subsets["forget_train"]),
                                       ctx.subsets["forget_train"].y.numpy())
     np.testing.assert_allclose(m["forget_train"][0], first, rtol=1e-5, atol=1e-5)  # run 0 is the run's own
 
 
 def test_klom_compares_the_retrain_method_through_independent_twins(digits_cfg):
-    from unlearn_bench.loggers import NoLogger
-    from unlearn_bench.reference_models import ReferenceModels
-    from unlearn_bench.validate import validate_config
+    from unlearn_bench.eval.reference_models import ReferenceModels
+    from unlearn_bench.run.loggers import NoLogger
+    from unlearn_bench.run.validate import validate_config
     ctx = validate_config(digits_cfg("method=retrain", "train.epochs=3", "forget.classes=[5]"))
     ctx.to_device()
     original, _, _ = ctx.original(NoLogger())
@@ -299,9 +300,9 @@ def test_fs_needs_six_forget_test_images_for_its_ten_percent_splits(n_forget_tes
 
 
 def test_results_version_is_part_of_the_run_identity(monkeypatch):
-    from unlearn_bench import context
     from unlearn_bench.config import compose
+    from unlearn_bench.run import identity
     cfg = compose(["data=digits"])
-    before = context.config_hash(cfg)
-    monkeypatch.setattr(context, "RESULTS_VERSION", context.RESULTS_VERSION + 1)
-    assert context.config_hash(cfg) != before  # a resumed sweep recomputes runs of the older version
+    before = identity.config_hash(cfg)
+    monkeypatch.setattr(identity, "RESULTS_VERSION", identity.RESULTS_VERSION + 1)
+    assert identity.config_hash(cfg) != before  # a resumed sweep recomputes runs of the older version

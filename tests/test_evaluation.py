@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unlearn_bench import evaluation
-from unlearn_bench.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.eval import outputs as evaluation
 from unlearn_bench.methods.base import Subset
 from unlearn_bench.models import cnn_paper, mlp
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearn_bench import launches as lx
-from unlearn_bench.report import load, markdown_report, summarize
+from unlearn_bench.report import launches as lx
+from unlearn_bench.report.tables import load, markdown_report, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["experiment=default", "data=digits"]
@@ -35,7 +35,7 @@ def _multirun_config(overrides: list[str]):
 
 def test_every_multirun_gets_the_callback():
     cfg = _multirun_config(BASE)
-    assert cfg.hydra.callbacks.launches._target_ == "unlearn_bench.launches.RecordLaunch"
+    assert cfg.hydra.callbacks.launches._target_ == "unlearn_bench.report.launches.RecordLaunch"
     tune = _multirun_config(["experiment=tune", "method=finetune", "hydra/sweeper=optuna_finetune"])
     assert set(tune.hydra.callbacks) == {"launches", "objective"}  # the experiment's own callback stays
 
@@ -123,7 +123,7 @@ def test_table_rows_count_expected_and_found_and_missing_runs_say_why(tmp_path):
 
 
 def test_a_run_holding_its_lock_is_running_not_stopped(tmp_path):
-    from unlearn_bench.locks import OwnedLock
+    from unlearn_bench.run.locks import OwnedLock
     sweep = _sweep(tmp_path)
     with OwnedLock(sweep / "digits-mlp" / "lra_npp" / "forget3-seed2" / ".run.lock", "run"):  # as run_lock
         job = next(j for j in lx.read([sweep]).jobs if j.overrides == ["method=lra_npp", "seed=2"])
@@ -195,7 +195,7 @@ def test_relaunches_of_one_study_count_its_trial_folders_once(tmp_path):
 def test_the_original_row_counts_one_run_per_seed_whatever_the_method_seeds(tmp_path):
     import yaml
 
-    from unlearn_bench.report import load, summarize
+    from unlearn_bench.report.tables import load, summarize
     sweep = tmp_path / "runs" / "adhoc"
     jobs = []
     for method in ("none", "lra_npp"):

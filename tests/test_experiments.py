@@ -13,9 +13,9 @@ import pytest
 from omegaconf import OmegaConf
 from scipy import stats as sps
 
-from unlearn_bench import figures, stats
 from unlearn_bench.config import compose
-from unlearn_bench.report import load, summarize
+from unlearn_bench.report import figures, stats
+from unlearn_bench.report.tables import load, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -170,7 +170,7 @@ def test_pareto_front_hand_case():
 
 
 def test_report_splits_swept_settings_and_takes_several_dirs(fixture_runs, tmp_path):
-    from unlearn_bench.report import write_report
+    from unlearn_bench.report.tables import write_report
     write_report([fixture_runs / "compare", fixture_runs / "h5", fixture_runs / "h40"], tmp_path / "results")
     t = pd.read_csv(tmp_path / "results.csv")
     # H differs between lra_npp runs of one class and seed: one row per H, never averaged together
@@ -201,7 +201,7 @@ def test_a_repeated_run_counts_once_and_settings_stay_apart(tmp_path):
 
 
 def test_sweep_table_counts_failed_runs_and_keeps_settings_that_all_failed(tmp_path):
-    from unlearn_bench.report import sweep_report
+    from unlearn_bench.report.tables import sweep_report
     for seed in (0, 1):
         _run(tmp_path, "lra_npp", 0, seed, {"acc/forget_train": 0.05}, {"h": 40}, sub="h40")
         _run(tmp_path, "lra_npp", 0, seed, {"status": "failed"}, {"h": 80}, sub="h80")
@@ -229,8 +229,8 @@ def _quick_check_overrides(name: str) -> list[str]:
 @pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in ("default", "tune")])
 def test_readme_quick_check_is_a_valid_sweep(name):
     """The documented digits check passes the multirun check (every job valid) before anything trains."""
-    from unlearn_bench.sweep_check import check_sweep
-    from unlearn_bench.validate import validate_config
+    from unlearn_bench.cli.sweep_check import check_sweep
+    from unlearn_bench.run.validate import validate_config
     args = [f"experiment={name}", *_quick_check_overrides(name)]
     if check_sweep(args) == 0:  # a one-job grid: the sweep check leaves it to the run, so validate it here
         validate_config(compose(args))
@@ -239,7 +239,7 @@ def test_readme_quick_check_is_a_valid_sweep(name):
 def test_make_run_digits_fallback_is_a_valid_sweep():
     import re
 
-    from unlearn_bench.sweep_check import check_sweep
+    from unlearn_bench.cli.sweep_check import check_sweep
     fallback = re.search(r"^DIGITS_FALLBACK := (.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
     assert "data=digits" in fallback
     assert check_sweep(["experiment=default", *fallback]) >= 1

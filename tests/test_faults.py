@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from unlearn_bench import pipeline
-from unlearn_bench.cache import ModelCache, file_sha256
 from unlearn_bench.methods.base import Method, Regime
-from unlearn_bench.store import load_results
-from unlearn_bench.training import fit
+from unlearn_bench.run import pipeline
+from unlearn_bench.run.cache import ModelCache, file_sha256
+from unlearn_bench.run.store import load_results
+from unlearn_bench.train.loop import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "dummy-secret-7f3a9c1e"

@@ -10,8 +10,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from unlearn_bench.batches import Normalizer
 from unlearn_bench.config import compose
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 
 

@@ -16,7 +16,7 @@ from torch import nn
 import baselines.common
 from baselines.random_label import RandomLabel
 from baselines.salun import SalUn
-from unlearn_bench.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"

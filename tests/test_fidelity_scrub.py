@@ -13,8 +13,8 @@ from torch import nn
 import baselines.common
 import baselines.jit
 import baselines.scrub
-from unlearn_bench.batches import Normalizer
 from unlearn_bench.config import compose
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models.vit import vit_tiny
 

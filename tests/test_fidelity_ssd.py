@@ -16,8 +16,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from unlearn_bench.batches import Normalizer
 from unlearn_bench.config import compose
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
 from unlearn_bench.models.mlp import mlp
 from unlearn_bench.models.vit import vit_tiny

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from unlearn_bench import figures
+from unlearn_bench.report import figures
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,7 +73,7 @@ def test_pareto_legend_n_equals_the_tables_n_for_every_point(tmp_path, drawn):
 
 
 def test_report_pareto_points_are_the_report_tables_rows(tmp_path, drawn):
-    from unlearn_bench.report import markdown_report, summarize
+    from unlearn_bench.report.tables import markdown_report, summarize
     rows = []
     for setup, seeds in (("s1", (0, 1)), ("s2", (0,))):
         for s in seeds:
@@ -96,7 +96,7 @@ def _front(fig):
 def test_the_front_runs_only_through_rows_that_forget(tmp_path, drawn):
     """finetune keeps the forget accuracy at the Original's (0.90, within noise over 100 examples) and the
     best retain accuracy: once it was the front; now the front is the rows that forget."""
-    from unlearn_bench.report import pareto_runs
+    from unlearn_bench.report.tables import pareto_runs
     rows = []
     for s in (0, 1):
         for method, at, ag in (("retrain", 0.0, 0.93), ("lra_npp", 0.01, 0.90), ("finetune", 0.90, 0.97),
@@ -113,7 +113,7 @@ def test_the_front_runs_only_through_rows_that_forget(tmp_path, drawn):
     names = [t.get_text() for t in drawn[-1].axes[0].texts]
     assert any(t.startswith("finetune") and "does not forget" in t for t in names)
     # the rows the table marks ≈O are those the figure leaves off the front
-    from unlearn_bench.report import summarize
+    from unlearn_bench.report.tables import summarize
     t = summarize(pd.DataFrame(rows), ["acc/forget_train"]).set_index("method")["acc/forget_train"]
     assert [m for m in t.index if "≈O" in t[m]] == ["finetune"]
 

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_bench import evaluation, pipeline
-from unlearn_bench.batches import Normalizer, TensorBatches
-from unlearn_bench.loggers import NoLogger
+from unlearn_bench.data.batches import Normalizer, TensorBatches
+from unlearn_bench.eval import outputs as evaluation
 from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.methods.lra_npp import LRANPP
 from unlearn_bench.models import lenet5
-from unlearn_bench.training import cross_entropy, fit, precision_scope
+from unlearn_bench.run import pipeline
+from unlearn_bench.run.loggers import NoLogger
+from unlearn_bench.train.loop import cross_entropy, fit, precision_scope
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -14,13 +14,13 @@ import time
 import pytest
 from filelock import SoftFileLock
 
-from unlearn_bench import locks
 from unlearn_bench.errors import CacheError
-from unlearn_bench.locks import OwnedLock, owner_path, read_owner
+from unlearn_bench.run import locks
+from unlearn_bench.run.locks import OwnedLock, owner_path, read_owner
 
 HOLD = """
 import sys, time
-from unlearn_bench.locks import OwnedLock
+from unlearn_bench.run.locks import OwnedLock
 with OwnedLock(sys.argv[1], "test"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
-from unlearn_bench import pipeline
 from unlearn_bench.errors import ConfigError, RegimeError
-from unlearn_bench.loggers import NoLogger
 from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.methods.lra_npp import LRANPP, forget_share, pool_halves
-from unlearn_bench.methods.lra_npp_paths import path_masks, perturb, resolve_layers
+from unlearn_bench.methods.lra_npp.paths import path_masks, perturb, resolve_layers
 from unlearn_bench.models import cnn_paper, mlp, resnet18
+from unlearn_bench.run import pipeline
+from unlearn_bench.run.loggers import NoLogger
 
 FORGET = 3
 
@@ -71,7 +71,7 @@ def test_selection_matches_hand_counted_occurrence(digits):
     """Top-K by the epsilon closed form (no zennit) and a Python Counter give the same H units."""
     from collections import Counter
 
-    from unlearn_bench.relevance import epsilon_closed_form
+    from unlearn_bench.methods.lra_npp.relevance import epsilon_closed_form
     ctx, model = digits
     _, units = run(model, LRANPP(n=36, k=25, h=40), zero_shot(ctx))
     x, _ = ctx.subsets["unseen"].sample(36, 0).tensors()
@@ -242,7 +242,7 @@ def test_pipeline_rejects_h_above_width_before_writing(digits_cfg, tmp_path):
 
 
 def test_auto_path_follows_the_authors_per_architecture():
-    from unlearn_bench.methods.lra_npp_paths import resolve_path
+    from unlearn_bench.methods.lra_npp.paths import resolve_path
     from unlearn_bench.models import vit_tiny
     assert resolve_path(mlp((1, 8, 8), 10), "auto") == "incoming_and_target_out"  # paper CNN / MLP
     assert resolve_path(resnet18((3, 8, 8), 10), "auto") == "all_out"
@@ -254,7 +254,7 @@ def test_a_model_without_feature_layer_is_told_how_to_name_it():
     from torch import nn
 
     from unlearn_bench.errors import ConfigError
-    from unlearn_bench.methods.lra_npp_paths import resolve_layers
+    from unlearn_bench.methods.lra_npp.paths import resolve_layers
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
     with pytest.raises(ConfigError, match=r"does not name its classifier layer; fix: set model.feature_layer \(one of 1, 3\)"):
         resolve_layers(model, None)

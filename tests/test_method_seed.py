@@ -8,8 +8,8 @@ from hydra.core.hydra_config import HydraConfig
 
 from unlearn_bench.cli import method_seed_tag
 from unlearn_bench.config import compose
-from unlearn_bench.context import config_hash, setup_hash
-from unlearn_bench.pipeline import run
+from unlearn_bench.run.identity import config_hash, setup_hash
+from unlearn_bench.run.pipeline import run
 
 
 def _lra_npp(cache, mseed, *extra):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_bench import pipeline
 from unlearn_bench.config import minimal_budget
+from unlearn_bench.run import pipeline
 
 METHODS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "method").glob("*.yaml"))
 # Settings a default config needs to fit digits at all (it refuses them up front with a ConfigError):

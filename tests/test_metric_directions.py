@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unlearn_bench import eval_suite, pipeline
+from unlearn_bench.eval import suite as eval_suite
 from unlearn_bench.metrics.info import METRIC_INFO
+from unlearn_bench.run import pipeline
 
 FMNIST_DIR = Path(os.environ.get("UNLEARN_BENCH_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 # Not produced by eval=fast runs (they need shadows, N-model ensembles or timing, not an oracle's value)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from unlearn_bench import pipeline
 from unlearn_bench.errors import Interrupted, UnlearnBenchError
 from unlearn_bench.methods.base import Method, Regime
-from unlearn_bench.training import fit
+from unlearn_bench.run import pipeline
+from unlearn_bench.train.loop import fit
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("unlearn-bench"))
@@ -68,7 +68,7 @@ class DivergeOnSeed2(Method):
 
 # -- failed.json ----------------------------------------------------------------------------------------
 def test_an_error_leaves_failed_json_and_a_later_success_removes_it(digits_cfg, tmp_path):
-    from unlearn_bench.rundir import outcome
+    from unlearn_bench.run.rundir import outcome
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError):
         pipeline.run(digits_cfg("method._target_=test_outputs.RaisesBoom"), run_dir)
@@ -116,7 +116,7 @@ def test_a_validation_error_is_recorded_only_in_a_folder_without_a_finished_run(
     busy = tmp_path / "busy"
     busy.mkdir()
     holder = subprocess.Popen(  # another process is writing this folder: its record is its own
-        [sys.executable, "-c", "import sys, time\nfrom unlearn_bench.rundir import run_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom unlearn_bench.run.rundir import run_lock\n"
          "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
          str(busy)], stdout=subprocess.PIPE, text=True)
     try:
@@ -140,7 +140,7 @@ def test_a_validation_error_is_recorded_only_in_a_folder_without_a_finished_run(
 def test_outcome_reads_a_folder_back(tmp_path):
     import time
 
-    from unlearn_bench.rundir import outcome
+    from unlearn_bench.run.rundir import outcome
     for name, files in {"ok": {"metrics.json": {"status": "ok"}},
                         "diverged": {"metrics.json": {"status": "failed", "reason": "loss became nan"}},
                         "killed": {FAILED: {"status": "unfinished", "reason": "started ..."}}}.items():
@@ -165,7 +165,7 @@ def _run_folder(root: Path, name: str, setup: str, method: str, settings: dict) 
 
 
 def test_runs_of_other_experiments_in_a_folder_are_counted(tmp_path):
-    from unlearn_bench.rundir import other_experiments
+    from unlearn_bench.run.rundir import other_experiments
     mine = _run_folder(tmp_path, "a/finetune/seed0", "s1", "finetune", {"lr": 0.1})
     _run_folder(tmp_path, "a/finetune/seed1", "s1", "finetune", {"lr": 0.1})  # the same series: comparable
     _run_folder(tmp_path, "a/none/seed0", "s1", "none", {})  # another method of the same setup: comparable
@@ -255,7 +255,7 @@ def test_a_sweep_ends_with_its_counts_the_report_command_and_a_note_on_other_exp
 
 
 def test_a_single_run_names_runs_of_other_experiments_beside_it(tmp_path):
-    from unlearn_bench.rundir import run_lines, shown
+    from unlearn_bench.run.rundir import run_lines, shown
     mine = _run_folder(tmp_path, "adhoc/finetune/seed0", "s1", "finetune", {"lr": 0.1})
     _run_folder(tmp_path, "adhoc/finetune/seed1", "s1", "finetune", {"lr": 0.01})
     lines = run_lines(mine, "finished", "", {"acc/test": 0.5}, tmp_path / "adhoc", adhoc=True)

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from test_data_formats import write_dataset
 
 from unlearn_bench.config import compose
-from unlearn_bench.validate import validate_config
+from unlearn_bench.run.validate import validate_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv" / "bin" / "unlearn-bench")

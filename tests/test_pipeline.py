@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_bench import context, pipeline, training
-from unlearn_bench.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
-from unlearn_bench.store import load_results
+from unlearn_bench.run import context, pipeline
+from unlearn_bench.run.store import load_results
+from unlearn_bench.train import loop as training
 
 
 def test_end_to_end_writes_the_run_directory(digits_cfg, tmp_path):
@@ -82,7 +83,7 @@ def test_regime_is_enforced():
 
 
 def test_report_never_pools_different_setups(digits_cfg, tmp_path):
-    from unlearn_bench.report import summarize
+    from unlearn_bench.report.tables import summarize
     a = pipeline.run(digits_cfg("forget.classes=[1]"), tmp_path / "a")
     b = pipeline.run(digits_cfg("forget.classes=[1]", "forget.unseen.source=test", "forget.unseen.per_class=20"),
                      tmp_path / "b")
@@ -133,7 +134,7 @@ def test_divergence_is_detected():
 def test_reference_attacks_are_computed_once_per_sweep(digits_cfg, tmp_path, monkeypatch):
     """The original's and the oracle's population attacks are cached beside their logits: a second method
     of the same setup reads them (identical values) instead of fitting the attackers again."""
-    from unlearn_bench import eval_suite
+    from unlearn_bench.eval import suite as eval_suite
     calls = []
     real = eval_suite.population_mias
     monkeypatch.setattr(eval_suite, "population_mias", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -151,9 +152,10 @@ def test_reference_attacks_are_computed_once_per_sweep(digits_cfg, tmp_path, mon
 
 
 def test_norm_stats_reach_the_unlearning_step_but_not_the_reference_models(digits_cfg, tmp_path, monkeypatch):
-    from unlearn_bench import context, training
     from unlearn_bench.methods.base import Regime
     from unlearn_bench.methods.identity import Identity
+    from unlearn_bench.run import context
+    from unlearn_bench.train import loop as training
     seen = {}
     real_fit = context.fit
 

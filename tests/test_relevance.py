@@ -1,4 +1,4 @@
-"""Tests for unlearn_bench.relevance: LRP via zennit, BatchNorm folding, top-K unit selection."""
+"""Tests for unlearn_bench.methods.lra_npp.relevance: LRP via zennit, BatchNorm folding, top-K unit selection."""
 
 from collections import OrderedDict
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from unlearn_bench.relevance import (
+from unlearn_bench.methods.lra_npp.relevance import (
     RULES,
     canonize_copy,
     composite,
@@ -233,7 +233,7 @@ def test_conv_layer_relevance_shape():
 def test_ties_go_to_the_unit_seen_first_like_the_authors_counter():
     from collections import Counter
 
-    from unlearn_bench.relevance import topk_first_seen
+    from unlearn_bench.methods.lra_npp.relevance import topk_first_seen
     R = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.0, 0.5], [0.2, 0.1, 0.9]])
     counts, first = topk_occurrence(R, 1), topk_first_seen(R, 1)
     assert counts.tolist() == [1, 1, 1] and first.tolist() == [1, 0, 2]

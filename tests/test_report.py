@@ -1,6 +1,6 @@
 import pandas as pd
 
-from unlearn_bench.report import summarize
+from unlearn_bench.report.tables import summarize
 
 
 def _row(method, status="ok", seed=0, **m):
@@ -37,14 +37,14 @@ def test_a_cell_with_missing_values_says_how_many_runs_it_averages():
 def test_report_on_a_missing_folder_says_so(tmp_path):
     import pytest
 
-    from unlearn_bench.report import write_report
+    from unlearn_bench.report.tables import write_report
     with pytest.raises(SystemExit) as e:
         write_report(tmp_path / "nope")
     assert "nope is not a folder" in str(e.value) and "fix:" in str(e.value)
 
 
 def test_report_md_adds_a_reference_model_table_only_when_runs_have_full_eval_metrics(tmp_path):
-    from unlearn_bench.report import markdown_report
+    from unlearn_bench.report.tables import markdown_report
     fast = pd.DataFrame([_row(m, **{"acc/forget_train": 0.5, "original/acc/forget_train": 1.0})
                          for m in ("retrain", "lra_npp")])
     md = markdown_report(fast, tmp_path / "fast", figures=False)
@@ -63,7 +63,7 @@ def test_report_md_adds_a_reference_model_table_only_when_runs_have_full_eval_me
 def test_report_md_draws_per_example_klom_when_runs_saved_it(tmp_path):
     import numpy as np
 
-    from unlearn_bench.report import markdown_report
+    from unlearn_bench.report.tables import markdown_report
     rows = []
     for i, (m, centre) in enumerate((("retrain", 5.6), ("lra_npp", 10.5))):
         d = tmp_path / "runs" / m
@@ -85,8 +85,8 @@ def test_report_md_draws_per_example_klom_when_runs_saved_it(tmp_path):
 def test_klom_figure_keeps_forget_sets_apart_and_survives_a_damaged_file(tmp_path, monkeypatch):
     import numpy as np
 
-    from unlearn_bench import figures
-    from unlearn_bench.report import _klom_figure
+    from unlearn_bench.report import figures
+    from unlearn_bench.report.tables import _klom_figure
     rows = []
     for forget in ("3", "5"):
         d = tmp_path / forget
@@ -147,7 +147,7 @@ def test_a_row_within_noise_of_retrain_is_marked_and_one_run_without_draws_is_no
 
 
 def test_original_rows_keep_the_runs_number_of_attack_draws():
-    from unlearn_bench.report import _original_rows
+    from unlearn_bench.report.tables import _original_rows
     df = pd.DataFrame(_seeds("lra_npp", seeds=(0, 1), **{"original/mia/fr": 0.1, "original/mia/fr_std": 0.3,
                                                          "eval/mia_draws": 50}))
     orig = _original_rows(df, ["data", "model", "forget"])
@@ -168,7 +168,7 @@ def test_the_original_appears_once_unless_none_differs_from_it():
 
 
 def test_method_seeds_count_as_runs_in_the_table_and_once_per_seed_in_the_paired_test():
-    from unlearn_bench import stats
+    from unlearn_bench.report import stats
     df = pd.DataFrame(
         _seeds("retrain", seeds=(0, 1, 2), mseeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.01 * s})
         + _seeds("lra_npp", seeds=(0, 1, 2), mseeds=(0, 1, 2), **{"acc/forget_train": lambda s, m: 0.1 * s + 0.01 * m})
@@ -180,7 +180,7 @@ def test_method_seeds_count_as_runs_in_the_table_and_once_per_seed_in_the_paired
 
 
 def test_one_pair_prints_no_spread_instead_of_a_ci_and_tests():
-    from unlearn_bench import stats
+    from unlearn_bench.report import stats
     df = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0}) + _seeds("ssd", **{"acc/forget_train": 0.8}))
     comp = stats.compare_to_reference(df, ["acc/forget_train"])
     cells = stats.format_comparison(comp).iloc[0]
@@ -192,8 +192,8 @@ def test_one_pair_prints_no_spread_instead_of_a_ci_and_tests():
 
 
 def test_every_pareto_point_is_one_table_row_with_the_same_n(tmp_path):
-    from unlearn_bench import figures
-    from unlearn_bench.report import pareto_runs
+    from unlearn_bench.report import figures
+    from unlearn_bench.report.tables import pareto_runs
     orig = {"original/acc/forget_train": 1.0, "original/acc/retain_test": 0.9}
     rows = []
     for forget in ("0", "1"):

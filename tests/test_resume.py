@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from unlearn_bench.batches import Normalizer, TensorBatches
-from unlearn_bench.cache import ModelCache
-from unlearn_bench.training import Resume, ThrottledProgressBar, cross_entropy, fit
+from unlearn_bench.data.batches import Normalizer, TensorBatches
+from unlearn_bench.run.cache import ModelCache
+from unlearn_bench.train.loop import Resume, ThrottledProgressBar, cross_entropy, fit
 
 EPOCHS = 4
 

@@ -19,14 +19,14 @@ from omegaconf import open_dict
 from test_faults import _cli, _wait_for
 from torch import nn
 
-from unlearn_bench import pipeline
-from unlearn_bench.cache import ModelCache
 from unlearn_bench.cli import preflight
 from unlearn_bench.config import compose
-from unlearn_bench.context import config_hash
 from unlearn_bench.errors import ConfigError, UnlearnBenchError
-from unlearn_bench.store import load_results
-from unlearn_bench.training import fit
+from unlearn_bench.run import pipeline
+from unlearn_bench.run.cache import ModelCache
+from unlearn_bench.run.identity import config_hash
+from unlearn_bench.run.store import load_results
+from unlearn_bench.train.loop import fit
 
 
 # -- signals ----------------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_a_real_full_filesystem(digits_cfg, tmp_path):
 
 # -- the report over damaged runs ---------------------------------------------------------------------------
 def test_damaged_metrics_files_are_skipped_by_name(digits_cfg, tmp_path, caplog):
-    from unlearn_bench.report import write_report
+    from unlearn_bench.report.tables import write_report
     good = tmp_path / "runs" / "good"
     pipeline.run(digits_cfg("method=none", "train.epochs=3"), good)
     m = json.loads((good / "metrics.json").read_text())

@@ -13,7 +13,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from unlearn_bench.config import compose
-from unlearn_bench.report import write_report
+from unlearn_bench.report.tables import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("unlearn-bench"))
@@ -163,7 +163,7 @@ def test_sweep_jobs_follow_the_basic_sweeper():
     from hydra import initialize_config_dir
 
     from unlearn_bench.cli import CONFIG_DIR
-    from unlearn_bench.sweep_check import sweep_jobs
+    from unlearn_bench.cli.sweep_check import sweep_jobs
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         jobs = sweep_jobs(["experiment=default", "seed=0,1"], hydra_compose)
         assert len(jobs) == 2 * len(str(yaml.safe_load((ROOT / "conf/experiment/default.yaml").read_text())
@@ -175,8 +175,8 @@ def test_sweep_jobs_follow_the_basic_sweeper():
 
 
 def test_check_sweep_builds_each_setup_once_and_checks_every_seed(tmp_path):
+    from unlearn_bench.cli.sweep_check import check_sweep
     from unlearn_bench.errors import ConfigError
-    from unlearn_bench.sweep_check import check_sweep
     assert check_sweep(["data=digits", "method=none,finetune", "seed=0,1,2"]) == 2  # seeds share a setup
     with pytest.raises(ConfigError, match=r"^job 3 of 3 \(seed=-1\): seed=-1"):
         check_sweep(["data=digits", "seed=0,1,-1"])
@@ -199,8 +199,8 @@ def test_invalid_job_stops_the_sweep_before_anything_runs(tmp_path, cache_dir):
 
 
 def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused():
+    from unlearn_bench.cli.sweep_check import check_sweep, unnamed_keys
     from unlearn_bench.errors import ConfigError
-    from unlearn_bench.sweep_check import check_sweep, unnamed_keys
     with pytest.raises(ConfigError, match="differ in method.lr, which the run directory"):
         check_sweep(["data=digits", "method=finetune", "method.lr=0.1,0.001"])
     with pytest.raises(ConfigError, match="differ in train"):  # a config group the directory does not name
@@ -287,7 +287,7 @@ def test_a_run_in_progress_elsewhere_is_not_submitted_again(tmp_path, monkeypatc
     run_dir = tmp_path / "digits-mlp" / "none" / "forget0-seed0"
     assert skip.in_progress(run_dir) is None
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom unlearn_bench.rundir import "
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom unlearn_bench.run.rundir import "
          "run_lock\nwith run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)", str(run_dir)],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from unlearn_bench.batches import Normalizer, TensorBatches, random_crop_flip
+from unlearn_bench.data.batches import Normalizer, TensorBatches, random_crop_flip
 from unlearn_bench.errors import Diverged
-from unlearn_bench.training import cross_entropy, fit, make_trainer, precision_scope, resolve_precision
+from unlearn_bench.train.loop import cross_entropy, fit, make_trainer, precision_scope, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ def test_a_logger_gets_the_epoch_loss_and_the_bar_shows_it(tmp_path):
 
     from lightning.pytorch.loggers import CSVLogger
 
-    from unlearn_bench.training import StepModule, ThrottledProgressBar
+    from unlearn_bench.train.loop import StepModule, ThrottledProgressBar
     curve = fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=3,
                 logger=CSVLogger(tmp_path, name="t"), progress=False)
     with next(tmp_path.rglob("metrics.csv")).open() as f:
@@ -208,7 +208,7 @@ def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
 
 
 def test_the_bar_redraws_rarely_when_stdout_is_a_log(monkeypatch):
-    from unlearn_bench import training
+    from unlearn_bench.train import loop as training
 
     def interval():
         return [c.interval for c in make_trainer("cpu", 1).callbacks if hasattr(c, "interval")]
@@ -220,7 +220,7 @@ def test_the_bar_redraws_rarely_when_stdout_is_a_log(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["update", "frozen"])
 def test_norm_stats_scope_decides_whether_batchnorm_statistics_move(mode):
-    from unlearn_bench.training import norm_stats_scope
+    from unlearn_bench.train.loop import norm_stats_scope
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     before = model[2].running_mean.clone()
@@ -232,7 +232,7 @@ def test_norm_stats_scope_decides_whether_batchnorm_statistics_move(mode):
 
 
 def test_a_log_gets_a_few_bar_lines_not_one_per_epoch(monkeypatch, capsys):
-    from unlearn_bench import training
+    from unlearn_bench.train import loop as training
     monkeypatch.setattr(training, "_is_terminal", lambda: False)
     fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=20,
         progress=True)

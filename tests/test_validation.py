@@ -9,10 +9,11 @@ from hydra.errors import ConfigCompositionException, OverrideParseException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unlearn_bench import cli, context, validate
+from unlearn_bench import cli
 from unlearn_bench.config import compose
 from unlearn_bench.errors import UnlearnBenchError
-from unlearn_bench.validate import validate_config
+from unlearn_bench.run import context, validate
+from unlearn_bench.run.validate import validate_config
 
 
 @pytest.fixture
@@ -185,7 +186,7 @@ def test_a_runs_dir_resolvable_only_inside_the_run_passes_the_preflight():
 # -- sizes: the unseen pool and LRA-NPP's N against the data, in one message -------------------------------
 @pytest.mark.parametrize("n, h", [(1, None), (20, None), (36, None), (1, "auto"), (20, "auto"), (21, "auto")])
 def test_the_pool_size_stated_up_front_is_the_one_lra_npp_validates(n, h):
-    from unlearn_bench.datacheck import largest_n, unseen_needed
+    from unlearn_bench.data.check import largest_n, unseen_needed
     from unlearn_bench.errors import ConfigError
     from unlearn_bench.methods.lra_npp import LRANPP
     from unlearn_bench.models.mlp import mlp
@@ -199,7 +200,7 @@ def test_the_pool_size_stated_up_front_is_the_one_lra_npp_validates(n, h):
 
 
 def test_size_problems_against_hand_worked_counts():
-    from unlearn_bench.datacheck import size_problems
+    from unlearn_bench.data.check import size_problems
     from unlearn_bench.methods.lra_npp import LRANPP
     counts = [60, 41, 80]  # the pool may take 20 of every class
     cfg = compose(["data=digits", "forget.classes=[0,2]", "forget.unseen.per_class=10"])

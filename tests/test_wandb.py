@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_bench import pipeline
-from unlearn_bench.loggers import WandbLogger, scrub
+from unlearn_bench.run import pipeline
+from unlearn_bench.run.loggers import WandbLogger, scrub
 
 FAKE_KEY = "local-" + "0123456789abcdef" * 2 + "01234567"
 

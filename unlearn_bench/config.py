@@ -93,3 +93,17 @@ def minimal_budget(method: str) -> list[str]:
     node = OmegaConf.load(Path(CONFIG_DIR) / "method" / f"{method}.yaml")
     return [f"method.{k}=1" for k, v in node.items()
             if str(k).endswith(BUDGET_SUFFIXES) and isinstance(v, int) and not isinstance(v, bool) and v > 1]
+
+
+def choices(cfg: DictConfig) -> dict:
+    """Config-group choices (e.g. method -> 'finetune'): the labels used everywhere."""
+    if "hydra" in cfg:
+        return dict(cfg.hydra.runtime.choices)
+    from hydra.core.hydra_config import HydraConfig
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    """The resolved run configuration without Hydra's own node."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg if k != "hydra"}

@@ -49,7 +49,7 @@ class DiskFull(UnlearnBenchError):
 
 
 class Interrupted(BaseException):
-    """SIGTERM or SIGINT reached a run (``unlearn_bench.interrupts``). A BaseException, like
+    """SIGTERM or SIGINT reached a run (``unlearn_bench.run.interrupts``). A BaseException, like
     KeyboardInterrupt, so that no ``except Exception`` on the way (Lightning's, Hydra's) records it as an
     ordinary failure and carries on; not a KeyboardInterrupt, which Lightning turns into ``sys.exit(1)``."""
 

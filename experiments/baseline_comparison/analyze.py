@@ -5,8 +5,8 @@ Usage: python experiments/baseline_comparison/analyze.py [RUNS_DIR] [--out DIR]"
 
 import sys
 
-from unlearn_bench import figures
-from unlearn_bench.report import (
+from unlearn_bench.report import figures
+from unlearn_bench.report.tables import (
     DEFAULT_COLUMNS,
     PAPER_COLUMNS,
     _order,

@@ -4,8 +4,8 @@ Usage: python experiments/lrp_rules/analyze.py [RUNS_DIR] [--out DIR]"""
 
 import sys
 
-from unlearn_bench import figures, stats
-from unlearn_bench.report import experiment_cli, summarize, write_table
+from unlearn_bench.report import figures, stats
+from unlearn_bench.report.tables import experiment_cli, summarize, write_table
 
 METRICS = ["acc/forget_train", "acc/retain_train", "acc/retain_test", "mia/fr", "cost/unlearn_s"]
 RULE = "cfg/method.rule"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from unlearn_bench import figures, stats
-from unlearn_bench.report import (
+from unlearn_bench.report import figures, stats
+from unlearn_bench.report.tables import (
     PAPER_COLUMNS,
     PARETO_NOTE,
     default_out,

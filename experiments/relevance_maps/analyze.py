@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unlearn_bench import figures
-from unlearn_bench.report import experiment_cli, write_table
+from unlearn_bench.report import figures
+from unlearn_bench.report.tables import experiment_cli, write_table
 
 
 def main(argv=None):

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from unlearn_bench import figures
-from unlearn_bench.report import experiment_cli, write_table
+from unlearn_bench.report import figures
+from unlearn_bench.report.tables import experiment_cli, write_table
 
 METRICS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "mia/svc_confidence",
            "mia/entropy_member_rate", "mia/loss_cv_acc", "mia/fs", "mia/fr"]

@@ -52,13 +52,13 @@ def run_dir_of(config: DictConfig, hydra_context: HydraContext, overrides: Seque
 
 class InProgress:
     """What a job returns when it was not submitted because its run is in progress elsewhere: another
-    process holds its folder's lock and beats (``unlearn_bench.locks``)."""
+    process holds its folder's lock and beats (``unlearn_bench.run.locks``)."""
 
     def __init__(self, run_dir: Path, owner: dict):
         self.run_dir, self.owner = run_dir, owner
 
     def __str__(self) -> str:
-        from unlearn_bench.locks import describe
+        from unlearn_bench.run.locks import describe
         return f"{self.run_dir} ({describe(self.owner)})"
 
 
@@ -66,8 +66,8 @@ def in_progress(run_dir: Path) -> dict | None:
     """The owner record of a live run writing ``run_dir`` in another process, else None. Live: it has beaten
     within three heartbeats and, when it names its Slurm job, squeue still lists that job as not ended (a
     cancelled or killed job never releases its lock, and its node may not be this one)."""
-    from unlearn_bench.locks import HEARTBEAT_S, live_owner
-    from unlearn_bench.rundir import LOCK
+    from unlearn_bench.run.locks import HEARTBEAT_S, live_owner
+    from unlearn_bench.run.rundir import LOCK
     owner = live_owner(Path(run_dir) / LOCK, stale_s=3 * HEARTBEAT_S, others_only=True)
     if owner is None:
         return None
@@ -98,7 +98,7 @@ def split_finished(config: DictConfig, hydra_context: HydraContext, job_override
     already holds a finished run of exactly this configuration (the test the run itself applies) or a run
     in progress in another process (its return value an ``InProgress``: a relaunch while the array still
     runs does not put a second job into a live run's folder)."""
-    from unlearn_bench.pipeline import finished
+    from unlearn_bench.run.pipeline import finished
 
     subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir", "")
     if "job.num" in str(subdir) or "job.id" in str(subdir):

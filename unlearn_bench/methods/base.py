@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from unlearn_bench.batches import Normalizer, TensorBatches
+from unlearn_bench.data.batches import Normalizer, TensorBatches
 from unlearn_bench.errors import RegimeError
 
 

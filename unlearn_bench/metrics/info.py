@@ -152,7 +152,7 @@ def metrics_doc() -> str:
     prefixes = ", ".join(f"`{p}<key>` ({w})" for p, w in MODEL_PREFIXES.items())
     return ("# Metrics\n\nEvery key a run writes to `metrics.json`, its direction and the value the retrain "
             "oracle takes (class forgetting). Generated from `unlearn_bench.metrics.info.METRIC_INFO`; "
-            "definitions in `unlearn_bench/metrics/` and `unlearn_bench/eval_suite.py`.\n\n"
+            "definitions in `unlearn_bench/metrics/` and `unlearn_bench/eval/suite.py`.\n\n"
             f"The same key under {prefixes} is that metric measured on the reference model, so tables show "
             "the direction. A key whose value is a mean over attack draws has its spread (standard deviation "
             f"over the `eval/mia_draws` draws, ddof = 1) under `<key>{STD_SUFFIX}`.\n\n"

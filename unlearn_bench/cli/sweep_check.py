@@ -93,7 +93,7 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
     from hydra import compose, initialize_config_dir
 
     from unlearn_bench.config import CONFIG_DIR
-    from unlearn_bench.validate import check_config, validate_config
+    from unlearn_bench.run.validate import check_config, validate_config
 
     with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
         jobs = sweep_jobs(args, compose, config_name)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearn_bench import data_formats as read_formats
+import unlearn_bench.data.formats as read_formats
 from unlearn_bench.errors import DataError, DataNotFoundError
 
 

@@ -38,9 +38,9 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import nn
 
-from unlearn_bench.cache import Resume  # noqa: F401  (re-exported: fit resumes from it)
 from unlearn_bench.errors import Diverged, one_line
-from unlearn_bench.interrupts import no_keyboard_interrupt
+from unlearn_bench.run.cache import Resume  # noqa: F401  (re-exported: fit resumes from it)
+from unlearn_bench.run.interrupts import no_keyboard_interrupt
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -276,7 +276,7 @@ def make_trainer(device: str, max_epochs: int | None = None, max_steps: int = -1
         logger=logger, enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
         enable_progress_bar=progress, callbacks=callbacks, log_every_n_steps=1 if logger else 50,
     )
-    # Signals stay with the process (unlearn_bench.interrupts): Lightning's SIGTERM handler would end fit with
+    # Signals stay with the process (unlearn_bench.run.interrupts): Lightning's SIGTERM handler would end fit with
     # SystemExit, status 0, and under Slurm it bypasses SIGTERM and requeues on SIGUSR1 behind submitit's back
     trainer._signal_connector.register_signal_handlers = lambda: None
     return trainer

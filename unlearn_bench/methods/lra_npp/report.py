@@ -12,8 +12,8 @@ matplotlib.use("Agg")  # files only; never a display
 import matplotlib.pyplot as plt
 import torch
 
-from unlearn_bench.relevance import input_relevance
-from unlearn_bench.store import write_json
+from unlearn_bench.methods.lra_npp.relevance import input_relevance
+from unlearn_bench.run.store import write_json
 
 
 def write_report(method, run_dir: Path, original, unlearned, data) -> None:

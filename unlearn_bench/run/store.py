@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from unlearn_bench.cache import atomic_write_text
+from unlearn_bench.run.cache import atomic_write_text
 
 log = logging.getLogger("unlearn_bench")
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "numpy", "scikit-learn",

@@ -1,5 +1,5 @@
 """The run context: everything built from a config before a run writes a file — data on the device,
-split, model factory, method, model cache — plus config hashing and cost measurement."""
+split, model factory, method, model cache — and cost measurement."""
 
 from __future__ import annotations
 
@@ -16,21 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from unlearn_bench import evaluation
-from unlearn_bench.batches import Normalizer
-from unlearn_bench.cache import (
+from unlearn_bench.config import choices, plain_config
+from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.data.splits import Split, make_split
+from unlearn_bench.eval import outputs as evaluation
+from unlearn_bench.methods.base import Method, Subset, UnlearnData
+from unlearn_bench.run.cache import (
     ModelCache,
     read_verified_json,
     read_verified_npz,
-    spec_key,
     write_verified_json,
     write_verified_npz,
 )
-from unlearn_bench.methods.base import Method, Subset, UnlearnData
-from unlearn_bench.splits import Split, make_split
-from unlearn_bench.training import (
+from unlearn_bench.run.identity import OUTPUTS_VERSION, RETRAIN_SEED_OFFSET, spec_key
+from unlearn_bench.train.loop import (
     STAGES,
     cross_entropy,
     fit,
@@ -40,70 +41,6 @@ from unlearn_bench.training import (
 )
 
 log = logging.getLogger("unlearn_bench")
-RETRAIN_SEED_OFFSET = 1_000_003  # the oracle's initialisation is independent of the original's
-RANDOM_SEED_OFFSET = 4_000_037  # ZRF's randomly initialised model
-
-
-def choices(cfg: DictConfig) -> dict:
-    """Config-group choices (e.g. method -> 'finetune'): the labels used everywhere."""
-    if "hydra" in cfg:
-        return dict(cfg.hydra.runtime.choices)
-    from hydra.core.hydra_config import HydraConfig
-    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
-
-
-def plain_config(cfg: DictConfig) -> dict:
-    """The resolved run configuration without Hydra's own node."""
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg if k != "hydra"}
-
-
-# Bumped when a change alters what an unchanged configuration produces (a metric's definition, a method's
-# behaviour): a resumed sweep then recomputes its runs instead of mixing results of two versions.
-# 2: Fr/Fs as the LRA-NPP authors compute them; LRA-NPP keeps the bias, breaks ties by first sight, ViT edits
-# the head only; JiT in eval mode with constant neighbours; GKT gates its generator step.
-# 3: the entropy attack's non-members are the whole test split (SSD); KLOM under eval=full.
-# 4: the baselines run as their authors' code runs them (docs/baselines.md); population attacks are means over
-# eval.mia_draws draws
-RESULTS_VERSION = 4
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """The identity of a run's results: its whole configuration (less where files go and how progress
-    shows) and ``RESULTS_VERSION``; a run directory whose metrics.json carries it is complete."""
-    from unlearn_bench.data_files import source_stamp
-    c = plain_config(cfg)
-    c["_results_version"] = RESULTS_VERSION
-    stamp = source_stamp(c.get("data", {}))  # a user's data file replaced since: the run is not complete
-    if stamp is not None:
-        c["_data_stamp"] = stamp
-    for volatile in ("cache_dir", "logger", "progress", "runs_dir"):
-        c.pop(volatile, None)
-    if c.get("method_seed") == c.get("seed"):  # the default: a run finished before method_seed keeps its hash
-        c.pop("method_seed", None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def setup_hash(cfg: DictConfig, data_fingerprint: str | None = None) -> str:
-    """Everything but the method, the seed and the forget classes: runs that share it may be compared,
-    paired and averaged (the report never pools runs of different setups). A user's own data enter by
-    content (``data_fingerprint``), not by path."""
-    c = plain_config(cfg)
-    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "method_seed", "name", "device",
-              "channels_last"):
-        c.pop(k, None)
-    c.get("forget", {}).pop("classes", None)
-    if data_fingerprint:
-        c["data"].pop("path", None)
-        c["data"]["fingerprint"] = data_fingerprint
-    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def method_seed(cfg: DictConfig) -> int:
-    """The seed of the method's own randomness (its draws, shuffles, random labels); ``seed`` trains the
-    original and the oracle. A config written before ``method_seed`` existed uses ``seed`` for both."""
-    value = cfg.get("method_seed")
-    return int(cfg.seed if value is None else value)
 
 
 def pick_device(name: str) -> str:
@@ -263,7 +200,7 @@ class Context:
     def _outputs_path(self, meta: dict, suffix: str) -> Path:
         split_hash = hashlib.sha256(json.dumps(asdict(self.split), sort_keys=True).encode()).hexdigest()[:16]
         return (self.cache.root / "logits" /
-                f"{meta['sha256'][:20]}-{split_hash}-e{evaluation.OUTPUTS_VERSION}{suffix}")
+                f"{meta['sha256'][:20]}-{split_hash}-e{OUTPUTS_VERSION}{suffix}")
 
     def cached_metrics(self, meta: dict, tag: str, compute) -> dict:
         """``compute()`` for a *cached* model, once per (checkpoint, split, ``tag``), kept as JSON beside its

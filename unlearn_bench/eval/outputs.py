@@ -20,10 +20,6 @@ from unlearn_bench.methods.base import Subset
 
 SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen")
 GPU_BATCH, CPU_BATCH = 4096, 64
-# Bump when the way outputs are computed changes (batching, layout, precision): cached logits of the original
-# and the oracle are keyed by it, so they always come from the same path as the unlearned model's.
-OUTPUTS_VERSION = 2
-
 
 def eval_batch_size(batch_size: int | None, device: torch.device | str, conv: bool = True) -> int:
     """``eval.batch_size``, or for null the default: ``CPU_BATCH`` for a conv model on a CPU (fully connected

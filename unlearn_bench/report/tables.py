@@ -22,9 +22,9 @@ from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from unlearn_bench import spread as sp
-from unlearn_bench.rundir import flatten
-from unlearn_bench.store import load_results, read_complete
+from unlearn_bench.report import spread as sp
+from unlearn_bench.run.rundir import flatten
+from unlearn_bench.run.store import load_results, read_complete
 
 DEFAULT_COLUMNS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "acc/test",
                    "mia/svc_confidence", "mia/fr", "gap/avg_to_retrain", "cost/unlearn_s"]
@@ -47,7 +47,7 @@ def load(runs_dir, config_nodes: tuple[str, ...] = ("method",)) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True).drop_duplicates("run_dir") if frames else pd.DataFrame()
     if df.empty:
         return df
-    from unlearn_bench import launches as lx
+    from unlearn_bench.report import launches as lx
     recorded = lx.read([d for d in dirs if Path(d).is_dir()])
     if "seed" in df.columns:  # runs made before method_seed existed drew their method's randomness from seed
         df["method_seed"] = df["method_seed"].fillna(df["seed"]) if "method_seed" in df.columns else df["seed"]
@@ -117,7 +117,7 @@ def default_runs(name: str) -> str:
 def default_out(name: str) -> Path:
     """Where ``experiments/<name>/analyze.py`` writes by default: ``experiments/<name>/results/``, which git
     ignores, so rebuilding figures never changes the source tree."""
-    return Path(__file__).resolve().parent.parent / "experiments" / name / "results"
+    return Path(__file__).resolve().parents[2] / "experiments" / name / "results"
 
 
 def experiment_cli(name: str, description: str, argv: list[str] | None = None,
@@ -329,7 +329,7 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
     """A self-contained markdown report in ``out_dir/report.md``: per data x model a table (mean ± std, n,
     failed; expected and found where launches were recorded), its Pareto figure, paired tests against
     ``reference``, the reasons of failed runs and the missing runs. Paths written are added to ``written``."""
-    from unlearn_bench import stats
+    from unlearn_bench.report import stats
     written = written if written is not None else []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -355,7 +355,7 @@ def markdown_report(df: pd.DataFrame, out_dir: str | Path, title: str = "Results
             if figures:
                 lines += _klom_figure(g, out_dir / f"klom-{data}-{model}.png", f"{data} / {model}", by, written)
         if figures and not ok.empty:
-            from unlearn_bench import figures as figs
+            from unlearn_bench.report import figures as figs
             name = f"pareto-{data}-{model}.png"
             written.append(figs.pareto(pareto_runs(g, by), out_dir / name, label="_label", eligible="_forgets",
                                        title=f"{data} / {model}"))
@@ -399,7 +399,7 @@ def _klom_figure(g: pd.DataFrame, path: Path, title: str, by: list[str] | None =
 
     import numpy as np
 
-    from unlearn_bench import figures as figs
+    from unlearn_bench.report import figures as figs
     per: dict[tuple, dict[str, list]] = {}
     for _, r in pareto_runs(g, by).iterrows():
         f = Path(str(r.get("run_dir", ""))) / "predictions.npz"
@@ -474,7 +474,7 @@ def sweep_report(df: pd.DataFrame, param: str, out: Path, label: str, logx: bool
     """One swept setting (``cfg/method.h``, ``cfg/method.n``, ...): a table per value (mean ± std over
     seeds and forget classes, n runs), line plots with ±std bands (all classes pooled, then per class), and
     per forget class the smallest value whose mean forget accuracy reaches chance (1 / classes)."""
-    from unlearn_bench import figures
+    from unlearn_bench.report import figures
     if param not in df.columns:
         key = param.removeprefix("cfg/")
         raise SystemExit(f"error: runs have no {key} in config.yaml; fix: point at runs of the experiment that "

@@ -23,7 +23,7 @@ from zennit.layer import Sum
 from zennit.rules import AlphaBeta, Epsilon, Gamma, Norm, Pass
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution
 
-from unlearn_bench.relevance_canon import canonize_copy, fold_batchnorm
+from unlearn_bench.methods.lra_npp.canon import canonize_copy, fold_batchnorm
 
 __all__ = [
     "RULES",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from unlearn_bench import metrics as M
-from unlearn_bench.evaluation import SPLITS
+from unlearn_bench.eval.outputs import SPLITS
 
 # Bump when population_mias, or a metrics.* function it calls, changes what it returns: results cached for
 # the original and the oracle (Context.cached_metrics) are keyed by it.

@@ -195,8 +195,8 @@ def _state(folder: Path) -> tuple[str, str]:
     """How a job's folder says its run ended: metrics.json (finished, or failed as the table counts it),
     else the run's failure record (an error, a signal, or "unfinished": started and never heard of again),
     else its lock (running now), else nothing: stopped."""
-    from unlearn_bench import rundir
-    from unlearn_bench.store import damage
+    from unlearn_bench.run import rundir
+    from unlearn_bench.run.store import damage
     m = folder / "metrics.json"
     if m.is_file():
         why = damage(m)
@@ -204,7 +204,7 @@ def _state(folder: Path) -> tuple[str, str]:
             return DAMAGED, f"{WHY[DAMAGED]} ({why})"
         status = json.loads(m.read_text()).get("status")
         return (FINISHED, "") if status == "ok" else (FAILED, "")
-    from unlearn_bench.locks import live_owner
+    from unlearn_bench.run.locks import live_owner
     if live_owner(folder / rundir.LOCK) is not None:  # read, never taken: a starting run is not disturbed
         return RUNNING, WHY[RUNNING]
     try:
@@ -299,7 +299,7 @@ class Launches:
 
     def index_runs(self, df: pd.DataFrame) -> None:
         """The loaded runs (repeats included), by folder, and which ``none`` runs are the Original row."""
-        from unlearn_bench import spread as sp
+        from unlearn_bench.report import spread as sp
         if df.empty or "run_dir" not in df.columns:
             return
         self.runs = df.assign(_dir=df["run_dir"].map(lambda d: str(Path(d).resolve()))).drop_duplicates(

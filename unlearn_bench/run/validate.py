@@ -16,8 +16,8 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unlearn_bench.data_files import TooFewToSplit
-from unlearn_bench.datacheck import check_sizes
+from unlearn_bench.data.check import check_sizes
+from unlearn_bench.data.files import TooFewToSplit
 from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
 
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one, silently
@@ -170,7 +170,7 @@ def check_config(cfg) -> None:
            f"device={device} but no CUDA device is visible; fix: set device=auto or device=cpu")
     _check(str(c["precision"]) in ("auto", "32", "bf16"),
            f"precision={c['precision']!r} is not auto, 32 or bf16; fix: set precision=auto")
-    from unlearn_bench.training import NORM_STATS
+    from unlearn_bench.train.loop import NORM_STATS
     _check(c.get("norm_stats", "update") in NORM_STATS,
            f"norm_stats={c.get('norm_stats')!r} is not update or frozen; fix: set norm_stats=update")
     _check(c["channels_last"] in ("auto", True, False),
@@ -251,7 +251,7 @@ def build_context(cfg):
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from unlearn_bench.context import Context
+    from unlearn_bench.run.context import Context
 
     try:
         return Context(cfg)

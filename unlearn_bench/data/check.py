@@ -1,6 +1,6 @@
 """Whether the data can serve a run.
 
-``python -m unlearn_bench.datacheck NAME [--offline] [--root DIR]``: exit 0 if dataset NAME (a file in
+``python -m unlearn_bench.data.check NAME [--offline] [--root DIR]``: exit 0 if dataset NAME (a file in
 conf/data/) can be loaded here (locally or by download; with --offline only from a copy on this machine,
 DIR tried first), else print why and exit 1. Used by ``make run`` and the GPU suite's paper stage.
 
@@ -18,11 +18,12 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from unlearn_bench.config import CONFIG_DIR
 from unlearn_bench.errors import ConfigError, DataError, DataNotFoundError
 
 
 def main(name: str, cache_dir: str | None = None, offline: bool = False, root: str | None = None) -> int:
-    cfg = OmegaConf.load(Path(__file__).resolve().parent.parent / "conf" / "data" / f"{name}.yaml")
+    cfg = OmegaConf.load(Path(CONFIG_DIR) / "data" / f"{name}.yaml")
     if offline and "download" in cfg:
         cfg.download = False
     if root and "root" in cfg:

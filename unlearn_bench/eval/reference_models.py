@@ -24,15 +24,13 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 
-from unlearn_bench import evaluation
 from unlearn_bench import metrics as M
 from unlearn_bench.errors import Diverged
-from unlearn_bench.training import check_finite, norm_stats_scope
+from unlearn_bench.eval import outputs as evaluation
+from unlearn_bench.run.identity import FQ_SEED_OFFSET, KLOM_SEED_OFFSET, SHADOW_SEED_OFFSET, reference_seed
+from unlearn_bench.train.loop import check_finite, norm_stats_scope
 
 log = logging.getLogger("unlearn_bench")
-SHADOW_SEED_OFFSET = 2_000_003
-FQ_SEED_OFFSET = 3_000_017
-KLOM_SEED_OFFSET = 4_000_037
 KLOM_SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test")
 
 
@@ -79,7 +77,7 @@ class ReferenceModels:
         for i in range(k):
             rng = np.random.default_rng([seed, i, 17])  # the half depends only on (seed, i): cache-stable
             half = np.sort(rng.choice(retain, size=len(retain) // 2, replace=False))
-            init = int(ctx.cfg.seed) + SHADOW_SEED_OFFSET + 7919 * i
+            init = reference_seed(ctx.cfg.seed, SHADOW_SEED_OFFSET, i)
             orig = self._train("shadow_original", {**base, "shadow": i, "half_seed": seed},
                                np.concatenate([np.asarray(s.forget_train), half]), init, init)
             out = self._train("shadow_retrain", {**base, "shadow": i, "half_seed": seed}, half, init + 1, init)
@@ -109,7 +107,7 @@ class ReferenceModels:
             if i == 0:
                 ret = retrain
             else:
-                init = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i
+                init = reference_seed(ctx.cfg.seed, FQ_SEED_OFFSET, i)
                 ret = self._train("fq_retrain", {**base, "fq_run": i}, np.asarray(s.retain_train), init, init)
             for side, model in (("u", unl), ("r", ret)):
                 lg = evaluation.collect(model, subsets if side == "r" else retain, ctx.cfg.eval.batch_size)
@@ -130,7 +128,7 @@ class ReferenceModels:
         returns it, like ``retrain``) gets in the i-th reference run, so it is never compared with itself."""
         ctx, s = self.ctx, self.ctx.split
         base = {**ctx._spec(), "forget_classes": s.forget_classes}
-        j = int(ctx.cfg.seed) + FQ_SEED_OFFSET + 7919 * i + 5
+        j = reference_seed(ctx.cfg.seed, FQ_SEED_OFFSET, i) + 5
         return lambda: self._train("fq_retrain", {**base, "fq_twin": i}, np.asarray(s.retain_train), j, j)
 
     def klom_margins(self, n: int, original) -> dict | None:
@@ -147,7 +145,7 @@ class ReferenceModels:
             if i == 0 or ctx.method.needs_oracle:  # the retrain row returns the oracle, whatever it is given
                 orig = original
             else:
-                init = int(ctx.cfg.seed) + KLOM_SEED_OFFSET + 7919 * i
+                init = reference_seed(ctx.cfg.seed, KLOM_SEED_OFFSET, i)
                 orig = self._train("klom_original", {**ctx._spec(), "klom_run": i}, np.asarray(s.train_idx), init, init)
             unl = self._unlearn(orig, s.retain_train, self._twin(i), seed=int(ctx.cfg.seed) + KLOM_SEED_OFFSET + i)
             if unl is None:

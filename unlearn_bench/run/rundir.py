@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from unlearn_bench.errors import ConfigError, RunDirError
-from unlearn_bench.locks import LockBusy, OwnedLock, live_owner
+from unlearn_bench.run.locks import LockBusy, OwnedLock, live_owner
 
 log = logging.getLogger("unlearn_bench")
 LOCK = ".run.lock"
@@ -188,7 +188,7 @@ def record_failure(run_dir: Path, e: BaseException | None, config_hash: str | No
     if not run_dir.is_dir() or _finished_here(run_dir) or (not locked and _held_elsewhere(run_dir)):
         return
     try:
-        from unlearn_bench.cache import atomic_write_text
+        from unlearn_bench.run.cache import atomic_write_text
         atomic_write_text(run_dir / FAILED, json.dumps(failure(e, config_hash), indent=1))
     except Exception as err:  # noqa: BLE001 -- e.g. the full disk that failed the run
         log.warning("could not write %s (%s)", run_dir / FAILED, err)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unlearn_bench.data import ImageData
+from unlearn_bench.data.sources import ImageData
 from unlearn_bench.errors import DataError, DataNotFoundError, one_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")

@@ -28,7 +28,7 @@ from torch import nn
 
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, Subset, UnlearnData
-from unlearn_bench.methods.lra_npp_paths import (
+from unlearn_bench.methods.lra_npp.paths import (
     OPS,
     PATHS,
     UnitLayer,
@@ -38,7 +38,7 @@ from unlearn_bench.methods.lra_npp_paths import (
     resolve_layers,
     resolve_path,
 )
-from unlearn_bench.relevance import (
+from unlearn_bench.methods.lra_npp.relevance import (
     RULES,
     canonize_copy,
     epsilon_closed_form,
@@ -254,5 +254,5 @@ class LRANPP(Method):
         return model
 
     def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module, data: UnlearnData) -> None:
-        from unlearn_bench.methods.lra_npp_report import write_report
+        from unlearn_bench.methods.lra_npp.report import write_report
         write_report(self, Path(run_dir), original, unlearned, data)

@@ -29,16 +29,12 @@ import torch
 from torch import nn
 
 from unlearn_bench.errors import CacheError, DiskFull, one_line
-from unlearn_bench.locks import OwnedLock
+from unlearn_bench.run.identity import spec_key
+from unlearn_bench.run.locks import OwnedLock
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # bump when training code changes what a spec produces
 HASH_KEY = "__sha256__"  # the content hash inside a cached .npz
 
-
-def spec_key(spec: dict) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, **spec}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 def file_sha256(path: Path) -> str:

@@ -119,7 +119,7 @@ def preflight(args: list[str], config_name: str = "config", multirun: bool = Fal
         except OmegaConfBaseException:  # e.g. ${hydra:runtime.cwd}: resolvable only inside the run
             continue
         writable_dir(path, key)
-    from unlearn_bench.rundir import check_name, take_overwrite
+    from unlearn_bench.run.rundir import check_name, take_overwrite
     take_overwrite(cfg)  # overwrite=maybe: one line before Hydra starts
     if multirun and "hydra" in cfg:  # a Slurm request no partition can run: one line before any job is checked
         from hydra_plugins.unlearn_bench_launchers.slurm_request import check_launcher
@@ -204,8 +204,8 @@ def _app(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from unlearn_bench.pipeline import _hydra_run_dir, run
-    from unlearn_bench.rundir import SHOWN, experiment_dir, outcome, run_lines, shown
+    from unlearn_bench.run.pipeline import _hydra_run_dir, run
+    from unlearn_bench.run.rundir import SHOWN, experiment_dir, outcome, run_lines, shown
     run_dir = _jobs["current"] = _hydra_run_dir()
     started = time.time()
     try:
@@ -269,7 +269,7 @@ def sweep_end(since: float, stopped: bool) -> None:
     """Print the sweep's closing lines (``rundir.sweep_lines``); nothing for a dry run or when no job ran."""
     import os
 
-    from unlearn_bench.rundir import sweep_lines, sweep_outcomes
+    from unlearn_bench.run.rundir import sweep_lines, sweep_outcomes
     runs, cfg = sweep_outcomes(_jobs["returns"], _jobs["outcomes"], since), _jobs["sweep"]
     if not runs or (cfg is not None and OmegaConf.select(cfg, "hydra.launcher.dry_run", default=False)):
         return
@@ -285,14 +285,14 @@ def main() -> None:
     args, _ = get_args_parser().parse_known_args()
     special = args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or \
         args.config_path or args.config_dir or args.experimental_rerun
-    from unlearn_bench import interrupts
+    from unlearn_bench.run import interrupts
     interrupts.install()  # SIGTERM / SIGINT -> Interrupted, reported below in one line
     try:
         if not special:
             try:
                 preflight(list(args.overrides), args.config_name or "config", bool(args.multirun))
                 if args.multirun:  # every job validated before the first one starts
-                    from unlearn_bench.sweep_check import check_sweep
+                    from unlearn_bench.cli.sweep_check import check_sweep
                     check_sweep(list(args.overrides), args.config_name or "config")
             except ConfigError as e:
                 print(f"error: {e}", file=sys.stderr)
@@ -314,7 +314,7 @@ def main() -> None:
         if args.multirun and not special:  # counted only when a stopped sweep has to say what it left
             from hydra.core.global_hydra import GlobalHydra
 
-            from unlearn_bench.sweep_check import count_jobs
+            from unlearn_bench.cli.sweep_check import count_jobs
             GlobalHydra.instance().clear()
             total = count_jobs(list(args.overrides), args.config_name or "config")
         print(interrupted_line(e, bool(args.multirun), total), file=sys.stderr)
@@ -339,5 +339,3 @@ def interrupted_line(e: Interrupted, multirun: bool, total: int | None) -> str:
     return f"{e}: sweep left unfinished: {', '.join(parts)}; {fix} (finished runs are skipped)"
 
 
-if __name__ == "__main__":
-    main()
