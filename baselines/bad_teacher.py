@@ -19,9 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.distill import frozen_copy, random_copy, union
-from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.train.loop import fit
+from unlearn_bench.methods.hparams import Float, Int
 
 
 def kl_mean_entries(student_logits: torch.Tensor, teacher_probs: torch.Tensor,
@@ -39,17 +38,14 @@ class BadTeacher(Method):
     original."""
 
     regime = Regime.FULL
+    hparams = {"lr": Float(gt=0), "epochs": Int(ge=1), "batch_size": Int(ge=1),
+               "retain_fraction": Float(gt=0, le=1), "temperature": Float(gt=0)}
 
     def __init__(self, lr: float = 1e-4, epochs: int = 1, batch_size: int = 256, retain_fraction: float = 0.3,
                  temperature: float = 1.0):
         super().__init__()
         self.lr, self.epochs, self.batch_size = float(lr), int(epochs), int(batch_size)
         self.retain_fraction, self.temperature = float(retain_fraction), float(temperature)
-
-    def validate(self, model, info) -> None:
-        if not 0 < self.retain_fraction <= 1 or self.lr <= 0 or self.epochs < 1:
-            raise ConfigError(f"bad_teacher needs 0 < retain_fraction <= 1, lr > 0, epochs >= 1 (got "
-                              f"{self.retain_fraction}, {self.lr}, {self.epochs}); fix: e.g. retain_fraction=0.3")
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         good, bad = frozen_copy(model), random_copy(model)
@@ -67,8 +63,7 @@ class BadTeacher(Method):
                 target = f * F.softmax(bad(x).float() / t, 1) + (1 - f) * F.softmax(good(x).float() / t, 1)
             return kl_mean_entries(student(x), target, t)
 
-        curve = fit(model, mixed.batches(self.batch_size, shuffle=True, seed=data.seed), loss,
-                    lambda p: torch.optim.Adam(p, lr=self.lr), data.device, epochs=self.epochs,
-                    logger=data.logger, progress=data.progress)
+        curve = data.fit(model, mixed.batches(self.batch_size, shuffle=True, seed=data.seed), loss,
+                         lambda p: torch.optim.Adam(p, lr=self.lr), epochs=self.epochs)
         self.extra_metrics["bad_teacher/final_loss"] = curve[-1]
         return model.eval()

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import TrainingMethod, check_positive
+from baselines.common import TrainingMethod, sgd_hparams
 from unlearn_bench.methods.base import Regime, UnlearnData
+from unlearn_bench.methods.hparams import Bool, Float
 
 
 def nearest_wrong_class(frozen: nn.Module, x: torch.Tensor, y: torch.Tensor, step: torch.Tensor,
@@ -56,6 +57,9 @@ class BoundaryShrink(TrainingMethod):
     defaults for callers that build it directly."""
 
     regime = Regime.FORGET_ONLY
+    hparams = {"bound": Float(gt=0).tune(0.01, 1.0, log=True), **sgd_hparams(lr=(1e-6, 1e-3)),
+               "exclude_true": Bool()}
+    search_note = "Batch 64 and the labels stay the authors' (conf/method/boundary_shrink.yaml)."
 
     def __init__(self, bound: float = 0.1, epochs: int = 10, lr: float = 1e-5, momentum: float = 0.9,
                  weight_decay: float = 0.0, batch_size: int = 64, exclude_true: bool = False) -> None:
@@ -63,9 +67,6 @@ class BoundaryShrink(TrainingMethod):
         self.bound, self.epochs, self.lr, self.momentum = bound, epochs, lr, momentum
         self.weight_decay, self.batch_size, self.exclude_true = weight_decay, batch_size, exclude_true
         self.hits: list[torch.Tensor] = []
-
-    def validate(self, model, info) -> None:
-        check_positive(bound=self.bound, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         forget = data.forget

@@ -1,7 +1,7 @@
 """Pieces the training-based baselines share: SGD factory, batches over two sets at once, the
 random-label epochs of RL and SalUn (OPTML-Group's plumbing and the fixed-label union), the augmentation
-rule, and a ``Method`` base that trains through
-``unlearn_bench.train.loop.fit`` and keeps the loss curve."""
+rule, the declarations of the hyperparameters they share, and a ``Method`` base that trains through
+``UnlearnData.fit`` and keeps the loss curve."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unlearn_bench.data.batches import Subset
 from unlearn_bench.errors import ConfigError
-from unlearn_bench.methods.base import Method, Subset, UnlearnData
-from unlearn_bench.train.loop import fit
+from unlearn_bench.methods.base import Method, UnlearnData
+from unlearn_bench.methods.hparams import HP, Bool, Choice, Float, Int
+
+# ``auto``: augment exactly when the original model was trained with augmentation (``resolve_augment``)
+AUGMENT = Bool(also=("auto",))
 
 
 def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Callable:
@@ -24,7 +28,8 @@ def sgd(lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Callable
     return partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def random_wrong_labels(y: torch.Tensor, num_classes: int, forget_classes: list[int], seed: int) -> torch.Tensor:
+def random_wrong_labels(y: torch.Tensor, num_classes: int, forget_classes: list[int],
+                        seed: int) -> torch.Tensor:
     """One uniformly drawn label per sample from the retain classes, so it is never the true class
     (nor another forgotten class). Seeded on the CPU so runs repeat across devices."""
     keep = torch.tensor([c for c in range(num_classes) if c not in set(forget_classes)], dtype=torch.long)
@@ -43,6 +48,14 @@ def relabelled_union(retain: Subset, forget: Subset, num_classes: int, forget_cl
 
 
 RELABEL_PLUMBING = ("auto", "forget_then_retain", "union_per_epoch", "union_retain_once")
+RELABEL = Choice(*RELABEL_PLUMBING)
+
+
+def sgd_hparams(lr: tuple[float, float], epochs: tuple[int, int] = (1, 10)) -> dict[str, HP]:
+    """The hyperparameters of one SGD optimiser and its loop, with the search ranges of ``lr`` (log scale)
+    and ``epochs``; ``lr`` comes before ``epochs``, the order the sweeps have always sampled them in."""
+    return {"lr": Float(gt=0).tune(*lr, log=True), "epochs": Int(ge=1).tune(*epochs),
+            "momentum": Float(ge=0), "weight_decay": Float(ge=0), "batch_size": Int(ge=1)}
 
 
 def resolve_relabel(setting: str, num_classes: int) -> str:
@@ -133,34 +146,28 @@ class TrainingMethod(Method):
 
     def train(self, model: nn.Module, batches, loss_fn, data: UnlearnData, epochs: int, lr: float,
               momentum: float, weight_decay: float, after_step: Callable | None = None) -> list[float]:
-        self.curve = fit(model, batches, loss_fn, sgd(lr, momentum, weight_decay), data.device, epochs=epochs,
-                         after_step=after_step, logger=data.logger, progress=data.progress)
+        self.curve = data.fit(model, batches, loss_fn, sgd(lr, momentum, weight_decay), epochs=epochs,
+                              after_step=after_step)
         self.extra_metrics[f"{data.method}/final_loss"] = self.curve[-1] if self.curve else math.nan
         self.extra_metrics[f"{data.method}/steps"] = int(epochs) * len(batches)
         return self.curve
 
-    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module, data: UnlearnData) -> None:
+    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module,
+                        data: UnlearnData) -> None:
         (Path(run_dir) / "loss_curve.json").write_text(json.dumps({"per_epoch_loss": self.curve}))
 
 
 class SGDMethod(TrainingMethod):
-    """A training method driven by one SGD optimiser: the shared hyperparameters and their checks."""
+    """A training method driven by one SGD optimiser, whose hyperparameters subclasses declare with
+    ``sgd_hparams``."""
 
     def __init__(self, epochs: int, lr: float, momentum: float, weight_decay: float, batch_size: int) -> None:
         super().__init__()
         self.epochs, self.lr, self.momentum = epochs, lr, momentum
         self.weight_decay, self.batch_size = weight_decay, batch_size
 
-    def validate(self, model, info) -> None:
-        check_positive(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+    def train_sgd(self, model: nn.Module, batches, loss_fn, data: UnlearnData,
+                  after_step=None) -> list[float]:
+        return self.train(model, batches, loss_fn, data, self.epochs, self.lr, self.momentum,
+                          self.weight_decay, after_step)
 
-    def train_sgd(self, model: nn.Module, batches, loss_fn, data: UnlearnData, after_step=None) -> list[float]:
-        return self.train(model, batches, loss_fn, data, self.epochs, self.lr, self.momentum, self.weight_decay,
-                          after_step)
-
-
-def check_positive(**values) -> None:
-    """Shared ``validate`` helper: every named hyperparameter must be > 0."""
-    for name, v in values.items():
-        if not v > 0:
-            raise ConfigError(f"method.{name}={v} must be > 0; fix: set method.{name} to a positive value")

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearn_bench.data.batches import TensorBatches
-from unlearn_bench.methods.base import Subset
+from unlearn_bench.data.batches import Subset, TensorBatches
 
 
 def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,

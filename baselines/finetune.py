@@ -4,7 +4,7 @@ unlearn/FT.py runs it)."""
 
 from torch import nn
 
-from baselines.common import SGDMethod, resolve_augment
+from baselines.common import AUGMENT, SGDMethod, resolve_augment, sgd_hparams
 from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.train.loop import cross_entropy
 
@@ -14,6 +14,8 @@ class Finetune(SGDMethod):
     loader is reshuffled every epoch and carries the training augmentation (``augment: auto``)."""
 
     regime = Regime.FULL
+    hparams = {**sgd_hparams(lr=(1e-4, 1e-1)), "augment": AUGMENT}
+    search_note = "The papers search lr 0.01-0.1 with 10 epochs."
 
     def __init__(self, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
                  batch_size: int = 256, augment: str | bool = "auto") -> None:

@@ -27,9 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.distill import frozen_copy, kl_to_teacher, reinitialise
-from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.train.loop import fit
+from unlearn_bench.methods.hparams import Choice, Float, Int
 
 
 def generator(z_dim: int, hidden: int, in_shape) -> nn.Module:
@@ -50,7 +49,8 @@ def conv_generator(z_dim: int, in_shape) -> nn.Module:
     sh, sw = (8 if side in (28, 32) else math.ceil(side / 4) for side in (h, w))
     return nn.Sequential(
         nn.Linear(z_dim, 128 * sh * sw), nn.Unflatten(1, (128, sh, sw)), nn.BatchNorm2d(128),
-        nn.Upsample(scale_factor=2), nn.Conv2d(128, 128, 3, padding=1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+        nn.Upsample(scale_factor=2), nn.Conv2d(128, 128, 3, padding=1), nn.BatchNorm2d(128),
+        nn.LeakyReLU(0.2),
         nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
         nn.Conv2d(64, c, (4 * sh + 3 - h, 4 * sw + 3 - w), padding=1), nn.BatchNorm2d(c))
 
@@ -192,13 +192,19 @@ class GKT(Method):
     """GKT (Chundawat et al. TIFS'23): distil the original on gated generator samples; zero-shot."""
 
     regime = Regime.ZERO_SHOT
+    hparams = {"iterations": Int(ge=1), "student_steps": Int(ge=1), "batch_size": Int(ge=2),
+               "z_dim": Int(ge=1), "hidden": Int(ge=1), "generator_lr": Float(gt=0),
+               "student_lr": Float(gt=0), "gate_threshold": Float(gt=0, lt=1), "attention_beta": Float(ge=0),
+               "max_norm": Float(gt=0),
+               "generator": Choice("conv", "mlp")}
 
-    def __init__(self, iterations: int = 4000, student_steps: int = 10, batch_size: int = 256, z_dim: int = 128,
-                 hidden: int = 256, generator_lr: float = 1e-3, student_lr: float = 1e-3,
+    def __init__(self, iterations: int = 4000, student_steps: int = 10, batch_size: int = 256,
+                 z_dim: int = 128, hidden: int = 256, generator_lr: float = 1e-3, student_lr: float = 1e-3,
                  gate_threshold: float = 0.01, attention_beta: float = 250.0, max_norm: float = 5.0,
                  generator: str = "conv"):
         super().__init__()
-        self.iterations, self.student_steps, self.batch_size = int(iterations), int(student_steps), int(batch_size)
+        self.iterations, self.student_steps = int(iterations), int(student_steps)
+        self.batch_size = int(batch_size)
         self.z_dim, self.hidden, self.generator = int(z_dim), int(hidden), str(generator)
         self.generator_lr, self.student_lr = float(generator_lr), float(student_lr)
         self.gate_threshold = float(gate_threshold)
@@ -206,13 +212,6 @@ class GKT(Method):
         self.in_shape = None
 
     def validate(self, model, info) -> None:
-        if min(self.iterations, self.student_steps, self.z_dim, self.hidden) < 1 or self.batch_size < 2:
-            raise ConfigError("gkt needs iterations, student_steps, z_dim, hidden >= 1 and batch_size >= 2; "
-                              "fix: e.g. iterations=4000 batch_size=256")
-        if not 0 < self.gate_threshold < 1:
-            raise ConfigError(f"gkt gate_threshold={self.gate_threshold} must be in (0, 1); fix: e.g. 0.01")
-        if self.generator not in ("conv", "mlp"):
-            raise ConfigError(f"gkt generator={self.generator!r} must be 'conv' or 'mlp'; fix: generator=conv")
         self.in_shape = tuple(info["in_shape"])
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
@@ -242,8 +241,8 @@ class GKT(Method):
             return gated_kl(s, t, keep) + self.attention_beta * attention_loss(s_acts, t_acts, keep)
 
         try:
-            curve = fit(model, batches, loss, lambda p: ClippedAdam(p, self.student_lr, self.max_norm),
-                        data.device, epochs=1, logger=data.logger, progress=data.progress)
+            curve = data.fit(model, batches, loss, lambda p: ClippedAdam(p, self.student_lr, self.max_norm),
+                             epochs=1)
         finally:
             tap_s.remove()
             tap_t.remove()

@@ -4,7 +4,7 @@ the GA baseline of Jia et al. NeurIPS'23, run as OPTML-Group/Unlearn-Sparse@80ba
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import SGDMethod, resolve_augment
+from baselines.common import AUGMENT, SGDMethod, resolve_augment, sgd_hparams
 from unlearn_bench.methods.base import Regime, UnlearnData
 
 
@@ -19,6 +19,8 @@ class GradAscent(SGDMethod):
     model; ``fit`` reports divergence as a failed run."""
 
     regime = Regime.FORGET_ONLY
+    hparams = {**sgd_hparams(lr=(1e-6, 1e-3)), "augment": AUGMENT}
+    search_note = "The papers search lr 1e-6..1e-3 with 5 epochs."
 
     # The signature keeps the small-batch variant's values (grad_ascent_small_batch.yaml), which callers
     # constructing the class directly rely on; conf/method/grad_ascent.yaml sets the authors' 256 / 5e-4.

@@ -27,10 +27,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
+from unlearn_bench.methods.hparams import Choice, Float, Int
 from unlearn_bench.models.vit import ViT
-from unlearn_bench.train.loop import fit
 
 # forget_full_class_main.py:141-153 of jwf40/Zeroshot-Unlearning-At-Scale@f7e3f20: (lr, noise_std)
 PER_ARCH = {"vit": (1.5, 0.8), "other": (3e-4, 0.5)}
@@ -55,9 +54,12 @@ class JiT(Method):
 
     regime = Regime.ZERO_SHOT
     SOURCES = {"unseen": Regime.ZERO_SHOT, "forget": Regime.FORGET_ONLY}
+    # null lr / noise_std: the authors' per-architecture values (PER_ARCH)
+    hparams = {"lr": Float(gt=0, null=True), "noise_std": Float(gt=0, null=True), "copies": Int(ge=1),
+               "epochs": Int(ge=1), "batch_size": Int(ge=1), "source": Choice(*SOURCES)}
 
-    def __init__(self, lr: float | None = None, noise_std: float | None = None, copies: int = 25, epochs: int = 1,
-                 batch_size: int = 128, source: str = "unseen"):
+    def __init__(self, lr: float | None = None, noise_std: float | None = None, copies: int = 25,
+                 epochs: int = 1, batch_size: int = 128, source: str = "unseen"):
         super().__init__()
         self.lr = None if lr is None else float(lr)
         self.noise_std = None if noise_std is None else float(noise_std)
@@ -71,15 +73,6 @@ class JiT(Method):
         lr, noise_std = PER_ARCH["vit" if isinstance(model, ViT) else "other"]
         return (lr if self.lr is None else self.lr), (noise_std if self.noise_std is None else self.noise_std)
 
-    def validate(self, model, info) -> None:
-        if self.source not in self.SOURCES:
-            raise ConfigError(f"jit source {self.source!r} is unknown; fix: method.source=unseen (zero-shot: the "
-                              "unseen forget-class pool) or method.source=forget (the forget set, as the authors)")
-        lr, noise_std = self.resolve(model)
-        if lr <= 0 or noise_std <= 0 or self.copies < 1 or self.epochs < 1:
-            raise ConfigError(f"jit needs lr > 0, noise_std > 0, copies >= 1, epochs >= 1 (got {self.lr}, "
-                              f"{self.noise_std}, {self.copies}, {self.epochs}); fix: e.g. noise_std=0.5 copies=25")
-
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         lr, noise_std = self.resolve(model)
 
@@ -89,8 +82,7 @@ class JiT(Method):
             return lipschitz_loss(m, x, self.copies, noise_std)
 
         images = data.unseen if self.source == "unseen" else data.forget
-        curve = fit(model, images.batches(self.batch_size, shuffle=False, seed=data.seed), loss,
-                    lambda p: torch.optim.SGD(p, lr=lr), data.device, epochs=self.epochs,
-                    logger=data.logger, progress=data.progress)
+        curve = data.fit(model, images.batches(self.batch_size, shuffle=False, seed=data.seed), loss,
+                         lambda p: torch.optim.SGD(p, lr=lr), epochs=self.epochs)
         self.extra_metrics["jit/final_ratio"] = curve[-1]
         return model.eval()

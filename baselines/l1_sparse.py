@@ -5,8 +5,9 @@ OPTML-Group/Unlearn-Sparse@80ba55d unlearn/FT.py (``FT_l1``, via ``FT_prune``) r
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import TrainingMethod, check_positive, resolve_augment
+from baselines.common import AUGMENT, TrainingMethod, resolve_augment, sgd_hparams
 from unlearn_bench.methods.base import Regime, UnlearnData
+from unlearn_bench.methods.hparams import Float
 
 
 class L1Sparse(TrainingMethod):
@@ -15,6 +16,8 @@ class L1Sparse(TrainingMethod):
     included (FT.py:14-18); the CE is the batch mean (FT.py:103)."""
 
     regime = Regime.FULL
+    hparams = {"gamma": Float(gt=0).tune(1e-5, 1e-2, log=True), **sgd_hparams(lr=(1e-4, 1e-1)),
+               "augment": AUGMENT}
 
     def __init__(self, gamma: float = 5e-4, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, batch_size: int = 256, augment: str | bool = "auto") -> None:
@@ -22,9 +25,6 @@ class L1Sparse(TrainingMethod):
         self.augment = augment
         self.gamma, self.epochs, self.lr, self.momentum = gamma, epochs, lr, momentum
         self.weight_decay, self.batch_size = weight_decay, batch_size
-
-    def validate(self, model, info) -> None:
-        check_positive(gamma=self.gamma, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         batches = data.retain.batches(self.batch_size, shuffle=True, seed=data.seed,

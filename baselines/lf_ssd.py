@@ -9,7 +9,8 @@ unshuffled, class-grouped, D_r then D_f, batches of 64). The class grouping is t
 and it is the authors' loaders' order, not an input to the importance.
 
 Regime: the paper compares the forget-set importance with the importance on the *full training data*, so
-LF-SSD reads D_r (its labels only order the loaders) and is declared ``full``. It is "label-free", not "retain-free": no
+LF-SSD reads D_r (its labels only order the loaders) and is declared ``full``. It is "label-free", not
+"retain-free": no
 faithful reference importance exists from D_f alone, and the unseen pool holds only forget-class images.
 """
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import SGDMethod
-from unlearn_bench.errors import ConfigError
+from baselines.common import SGDMethod, sgd_hparams
 from unlearn_bench.methods.base import Regime, UnlearnData
+from unlearn_bench.methods.hparams import Float, Int
 
 
 class CycledPairs:
@@ -44,17 +44,16 @@ class NegGradPlus(SGDMethod):
     """NegGrad+ (the SCRUB paper's baseline): descend on D_r while ascending on D_f, weighted by α."""
 
     regime = Regime.FULL
+    hparams = {"alpha": Float(ge=0, le=1).tune(0.9, 0.9999), **sgd_hparams(lr=(1e-4, 1e-1)),
+               "forget_batch_size": Int(ge=1, null=True)}
+    search_note = "Plain SGD with batches 128 / 32, as conf/method/neggrad_plus.yaml."
 
     def __init__(self, alpha: float = 0.9999, epochs: int = 10, lr: float = 0.01, momentum: float = 0.0,
-                 weight_decay: float = 0.0, batch_size: int = 128, forget_batch_size: int | None = 32) -> None:
+                 weight_decay: float = 0.0, batch_size: int = 128,
+                 forget_batch_size: int | None = 32) -> None:
         super().__init__(epochs, lr, momentum, weight_decay, batch_size)
         self.alpha = alpha
         self.forget_batch_size = forget_batch_size  # None: the retain batch size
-
-    def validate(self, model, info) -> None:
-        super().validate(model, info)
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"method.alpha={self.alpha} must be in [0, 1]; fix: e.g. method.alpha=0.9999")
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         a = self.alpha

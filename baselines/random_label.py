@@ -4,7 +4,7 @@ Classification/unlearn/RL.py runs it without a mask)."""
 
 from torch import nn
 
-from baselines.common import SGDMethod, random_label_batches, resolve_augment, resolve_relabel
+from baselines.common import AUGMENT, RELABEL, SGDMethod, random_label_batches, resolve_augment, sgd_hparams
 from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.train.loop import cross_entropy
 
@@ -14,17 +14,15 @@ class RandomLabel(SGDMethod):
     default the authors' D_f pass with labels redrawn per batch from all classes, then a D_r pass."""
 
     regime = Regime.FULL
+    hparams = {**sgd_hparams(lr=(1e-4, 1e-1)), "relabel": RELABEL, "augment": AUGMENT}
 
     def __init__(self, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
                  batch_size: int = 256, relabel: str = "auto", augment: str | bool = "auto") -> None:
         super().__init__(epochs, lr, momentum, weight_decay, batch_size)
         self.relabel, self.augment = relabel, augment
 
-    def validate(self, model, info) -> None:
-        super().validate(model, info)
-        resolve_relabel(self.relabel, int(info.get("num_classes", 10)))
-
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
-        batches = random_label_batches(data, self.relabel, self.batch_size, resolve_augment(self.augment, data))
+        augment = resolve_augment(self.augment, data)
+        batches = random_label_batches(data, self.relabel, self.batch_size, augment)
         self.train_sgd(model, batches, cross_entropy(), data)
         return model

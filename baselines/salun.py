@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import SGDMethod, random_label_batches, resolve_augment, resolve_relabel
-from unlearn_bench.errors import ConfigError
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from baselines.common import AUGMENT, RELABEL, SGDMethod, random_label_batches, resolve_augment, sgd_hparams
+from unlearn_bench.data.batches import Subset
+from unlearn_bench.methods.base import Regime, UnlearnData
+from unlearn_bench.methods.hparams import Choice, Float
 from unlearn_bench.train.loop import cross_entropy
 
 MASK_REDUCTIONS = ("batch_mean", "sum")
@@ -28,8 +29,9 @@ def top_fraction(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     return keep
 
 
-def saliency_mask(model: nn.Module, forget: Subset, ratio: float, batch_size: int, reduction: str = "batch_mean",
-                  seed: int = 0, augment: bool = False) -> dict[str, torch.Tensor]:
+def saliency_mask(model: nn.Module, forget: Subset, ratio: float, batch_size: int,
+                  reduction: str = "batch_mean", seed: int = 0,
+                  augment: bool = False) -> dict[str, torch.Tensor]:
     """Boolean mask per parameter over the global top ``ratio`` of |g|, in eval mode. ``batch_mean`` (the
     authors', generate_mask.py:30-48): g sums the gradients of each batch's MEAN cross-entropy over a
     seeded shuffle of D_f, so a short last batch weighs more per sample. ``sum``: g is the gradient of the
@@ -57,6 +59,8 @@ class SalUn(SGDMethod):
     the authors' RL.py:17-34 does since a6e89fd)."""
 
     regime = Regime.FULL
+    hparams = {"mask_ratio": Float(gt=0, le=1).tune(0.1, 0.9), **sgd_hparams(lr=(1e-4, 1e-1)),
+               "mask_reduction": Choice(*MASK_REDUCTIONS), "relabel": RELABEL, "augment": AUGMENT}
 
     def __init__(self, mask_ratio: float = 0.5, epochs: int = 10, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4, batch_size: int = 256, mask_reduction: str = "batch_mean",
@@ -65,15 +69,6 @@ class SalUn(SGDMethod):
         self.mask_ratio, self.mask_reduction = mask_ratio, mask_reduction
         self.relabel, self.augment = relabel, augment
         self.masks: dict[str, torch.Tensor] = {}
-
-    def validate(self, model, info) -> None:
-        super().validate(model, info)
-        if not 0 < self.mask_ratio <= 1:
-            raise ConfigError(f"method.mask_ratio={self.mask_ratio} must be in (0, 1]; fix: e.g. 0.5")
-        if self.mask_reduction not in MASK_REDUCTIONS:
-            raise ConfigError(f"method.mask_reduction={self.mask_reduction!r} is not one of {MASK_REDUCTIONS}; "
-                              f"fix: batch_mean (the authors') or sum")
-        resolve_relabel(self.relabel, int(info.get("num_classes", 10)))
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         augment = resolve_augment(self.augment, data)

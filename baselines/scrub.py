@@ -26,7 +26,7 @@ from torch import nn
 from baselines.distill import frozen_copy, kl_to_teacher, shared_optimizer
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.train.loop import fit
+from unlearn_bench.methods.hparams import Choice, Float, Int, List
 
 SMALL_SCALE_MAX_CLASSES = 5
 # meghdadk/SCRUB@98ffb11; line numbers are the .ipynb files' JSON lines
@@ -73,10 +73,21 @@ class SCRUB(Method):
     """SCRUB (Kurmanji et al. NeurIPS'23): alternate max-passes on D_f and min-passes on D_r."""
 
     regime = Regime.FULL
+    # null: the recipe's value
+    hparams = {"recipe": Choice("auto", *RECIPES), "optimizer": Choice("sgd", "adam", null=True),
+               "lr": Float(gt=0, null=True).tune(1e-5, 1e-2, log=True), "momentum": Float(ge=0, null=True),
+               "weight_decay": Float(ge=0, null=True), "epochs": Int(ge=1, null=True).tune(1, 10),
+               "max_steps": Int(ge=1, null=True).tune(1, 5), "temperature": Float(gt=0, null=True),
+               "ce_weight": Float(ge=0, null=True), "kl_weight": Float(ge=0, null=True),
+               "retain_batch_size": Int(ge=1, null=True), "forget_batch_size": Int(ge=1, null=True),
+               "lr_milestones": List(of=int, null=True), "lr_decay_rate": Float(gt=0, null=True)}
+    search_note = """Every other setting comes from method.recipe (auto: the authors' small-scale recipe for
+    at most 5 classes, else the large-scale one; baselines/scrub.py)."""
 
     def __init__(self, recipe: str = "auto", optimizer: str | None = None, lr: float | None = None,
                  momentum: float | None = None, weight_decay: float | None = None, epochs: int | None = None,
-                 max_steps: int | None = None, temperature: float | None = None, ce_weight: float | None = None,
+                 max_steps: int | None = None, temperature: float | None = None,
+                 ce_weight: float | None = None,
                  kl_weight: float | None = None, retain_batch_size: int | None = None,
                  forget_batch_size: int | None = None, lr_milestones: list | None = None,
                  lr_decay_rate: float | None = None):
@@ -98,14 +109,10 @@ class SCRUB(Method):
         return s
 
     def validate(self, model, info) -> None:
-        if self.recipe not in ("auto", *RECIPES):
-            raise ConfigError(f"method.recipe={self.recipe!r} is unknown; fix: method.recipe=auto (small for at "
-                              f"most {SMALL_SCALE_MAX_CLASSES} classes, else large), small or large")
-        if self.overrides.get("optimizer", "sgd") not in ("sgd", "adam"):
-            raise ConfigError(f"method.optimizer={self.overrides['optimizer']!r} is unknown; fix: sgd or adam")
         e, m = self.overrides.get("epochs"), self.overrides.get("max_steps")
         if e is not None and m is not None and m > e:
-            raise ConfigError(f"SCRUB needs max_steps <= epochs (got {m} > {e}); fix: e.g. epochs=3 max_steps=2")
+            raise ConfigError(f"SCRUB needs max_steps <= epochs (got {m} > {e}); fix: e.g. epochs=3 "
+                              f"max_steps=2")
 
     def _optimizer(self, model: nn.Module, s: dict) -> torch.optim.Optimizer:
         if s["optimizer"] == "adam":
@@ -138,10 +145,8 @@ class SCRUB(Method):
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch, s["lr"], s["lr_milestones"], s["lr_decay_rate"])
             if epoch <= int(s["max_steps"]):
-                curve["max"] += fit(model, forget, maximise, shared_optimizer(opt), data.device, epochs=1,
-                                    logger=data.logger, progress=data.progress)
-            curve["min"] += fit(model, retain, minimise, shared_optimizer(opt), data.device, epochs=1,
-                                logger=data.logger, progress=data.progress)
+                curve["max"] += data.fit(model, forget, maximise, shared_optimizer(opt), epochs=1)
+            curve["min"] += data.fit(model, retain, minimise, shared_optimizer(opt), epochs=1)
         self.extra_metrics["scrub/final_forget_kl"] = -curve["max"][-1] if curve["max"] else float("nan")
         self.extra_metrics["scrub/final_retain_loss"] = curve["min"][-1]
         self.extra_metrics["scrub/small_recipe"] = float(s["recipe"] == "small")

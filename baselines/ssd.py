@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.distill import importance, union
-from unlearn_bench.errors import ConfigError
-from unlearn_bench.methods.base import Method, Regime, Subset, UnlearnData
+from unlearn_bench.data.batches import Subset
+from unlearn_bench.methods.base import Method, Regime, UnlearnData
+from unlearn_bench.methods.hparams import Choice, Float, Int
 
 ORDERS = ("authors", "shuffled")
 
@@ -69,19 +70,17 @@ class SSD(Method):
 
     regime = Regime.FULL
     transform = "square"  # diagonal Fisher
+    hparams = {"alpha": Float(gt=0, also=("auto",)).tune(1.0, 100.0, log=True),
+               "lam": Float(gt=0).tune(0.1, 10.0, log=True), "batch_size": Int(ge=1),
+               "order": Choice(*ORDERS)}
+    search_note = """The search replaces alpha: auto. It tunes the authors' plumbing (unshuffled,
+    class-grouped batches of 64); the loaders are not searched."""
 
     def __init__(self, alpha: float | str = "auto", lam: float = 1.0, batch_size: int = 64,
                  order: str = "authors"):
         super().__init__()
         self.alpha = alpha if alpha == "auto" else float(alpha)
         self.lam, self.batch_size, self.order = float(lam), int(batch_size), order
-
-    def validate(self, model, info) -> None:
-        if (self.alpha != "auto" and self.alpha <= 0) or self.lam <= 0:
-            raise ConfigError(f"SSD needs alpha > 0 (or auto) and lam > 0 (got {self.alpha}, {self.lam}); "
-                              f"fix: use the paper's alpha=auto (10; 5 for a ViT), lam=1")
-        if self.order not in ORDERS:
-            raise ConfigError(f"SSD order={self.order!r} is not one of {ORDERS}; fix: choose one of them")
 
     def resolved_alpha(self, model: nn.Module) -> float:
         return auto_alpha(model) if self.alpha == "auto" else self.alpha
@@ -94,7 +93,8 @@ class SSD(Method):
         if self.order == "authors":
             forget = class_grouped(data.forget)
             full = union(class_grouped(data.retain), forget)
-            return forget.batches(self.batch_size, shuffle=False), full.batches(self.batch_size, shuffle=False)
+            return (forget.batches(self.batch_size, shuffle=False),
+                    full.batches(self.batch_size, shuffle=False))
         full = union(data.retain, data.forget)
         return (data.forget.batches(self.batch_size, shuffle=True, seed=data.seed),
                 full.batches(self.batch_size, shuffle=True, seed=data.seed))

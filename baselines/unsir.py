@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.distill import float_batches
-from unlearn_bench.errors import ConfigError
 from unlearn_bench.methods.base import Method, Regime, UnlearnData
-from unlearn_bench.train.loop import cross_entropy, fit
+from unlearn_bench.methods.hparams import Choice, Float, Int
+from unlearn_bench.train.loop import cross_entropy
 
 
 def error_maximising_noise(model: nn.Module, in_shape, cls: int, n: int, steps: int, lr: float,
@@ -66,10 +66,15 @@ class UNSIR(Method):
     """UNSIR (Tarun et al. TNNLS'23): impair with error-maximising noise, repair on a D_r sample."""
 
     regime = Regime.FULL
+    hparams = {"retain_per_class": Int(ge=1), "noise_per_class": Int(ge=1), "noise_steps": Int(ge=0),
+               "noise_lr": Float(gt=0), "noise_l2": Float(ge=0), "noise_copies": Int(ge=1),
+               "noise_rows": Choice("channels", "all"), "impair_lr": Float(gt=0), "repair_lr": Float(gt=0),
+               "impair_epochs": Int(ge=1), "repair_epochs": Int(ge=1), "batch_size": Int(ge=1)}
 
     def __init__(self, retain_per_class: int = 1000, noise_per_class: int = 256, noise_steps: int = 40,
-                 noise_lr: float = 0.1, noise_l2: float = 0.1, noise_copies: int = 20, noise_rows: str = "channels",
-                 impair_lr: float = 0.02, repair_lr: float = 0.01, impair_epochs: int = 1, repair_epochs: int = 1,
+                 noise_lr: float = 0.1, noise_l2: float = 0.1, noise_copies: int = 20,
+                 noise_rows: str = "channels", impair_lr: float = 0.02, repair_lr: float = 0.01,
+                 impair_epochs: int = 1, repair_epochs: int = 1,
                  batch_size: int = 256):
         super().__init__()
         self.retain_per_class, self.noise_per_class = int(retain_per_class), int(noise_per_class)
@@ -79,33 +84,25 @@ class UNSIR(Method):
         self.impair_epochs, self.repair_epochs = int(impair_epochs), int(repair_epochs)
         self.batch_size = int(batch_size)
 
-    def validate(self, model, info) -> None:
-        if min(self.retain_per_class, self.noise_per_class, self.noise_copies, self.impair_epochs,
-               self.repair_epochs) < 1:
-            raise ConfigError("unsir needs retain_per_class, noise_per_class, noise_copies and both epoch counts "
-                              ">= 1; fix: e.g. impair_epochs=1 repair_epochs=1")
-        if self.noise_rows not in ("channels", "all"):
-            raise ConfigError(f"unsir noise_rows={self.noise_rows!r} must be 'channels' or 'all'; fix: "
-                              "noise_rows=channels (the authors' loop) or all")
-
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         retain = data.retain
         idx = first_per_class(retain.y, self.retain_per_class)
         xr, yr = retain.normalize(retain.x[idx]), retain.y[idx]
         learnt = [error_maximising_noise(model, xr.shape[1:], c, self.noise_per_class, self.noise_steps,
-                                         self.noise_lr, self.noise_l2, data.device) for c in data.forget_classes]
+                                         self.noise_lr, self.noise_l2, data.device)
+                  for c in data.forget_classes]
         noise = [impair_noise(n, self.noise_copies, self.noise_rows) for n in learnt]
         # labelled with its forget class as in the authors' later copy (bad-teaching-unlearning@f1aa988
         # unlearn.py:124); the notebook's constant class_num = 0 (cell 26) is right only for class 0
         yn = [torch.full((len(n),), c, device=yr.device) for n, c in zip(noise, data.forget_classes)]
         impair = float_batches(torch.cat([xr, *noise]), torch.cat([yr, *yn]), self.batch_size, data.seed)
         ce = cross_entropy()
-        impair_curve = fit(model, impair, ce, lambda p: torch.optim.Adam(p, lr=self.impair_lr), data.device,
-                           epochs=self.impair_epochs, logger=data.logger, progress=data.progress)
-        repair_curve = fit(model, float_batches(xr, yr, self.batch_size, data.seed + 1), ce,
-                           lambda p: torch.optim.Adam(p, lr=self.repair_lr), data.device,
-                           epochs=self.repair_epochs, logger=data.logger, progress=data.progress)
-        self.extra_metrics.update({"unsir/impair_loss": impair_curve[-1], "unsir/repair_loss": repair_curve[-1],
+        impair_curve = data.fit(model, impair, ce, lambda p: torch.optim.Adam(p, lr=self.impair_lr),
+                                epochs=self.impair_epochs)
+        repair_curve = data.fit(model, float_batches(xr, yr, self.batch_size, data.seed + 1), ce,
+                                lambda p: torch.optim.Adam(p, lr=self.repair_lr), epochs=self.repair_epochs)
+        self.extra_metrics.update({"unsir/impair_loss": impair_curve[-1],
+                                   "unsir/repair_loss": repair_curve[-1],
                                    "unsir/retain_used": float(len(yr)),
                                    "unsir/noise_used": float(sum(len(n) for n in yn))})
         return model.eval()

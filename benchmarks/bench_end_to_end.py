@@ -113,8 +113,8 @@ def _report(args, device, scale, epochs, cut, methods, done, stages, rows, total
     if done < len(methods):
         figures["partial"] = f"stopped by the time limit after {done} of {len(methods)} methods"
     common.record(args, "bench_end_to_end", device, figures,
-                  f"scale {scale}, epochs {epochs or 'recipe'}, method budgets {'cut to 1' if cut else 'as configured'}, "
-                  "eval=fast, one seed")
+                  f"scale {scale}, epochs {epochs or 'recipe'}, method budgets "
+                  f"{'cut to 1' if cut else 'as configured'}, eval=fast, one seed")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Output collection (``evaluation.predict_logits``) against a plain NCHW forward pass in batches of 4096.
 
 Every run collects the unlearned model's logits on five splits, so on a CPU this is the bulk of the
-evaluation time. The harness picks the batch and layout from the device (``eval.batch_size: null``): on a CPU,
-batches of 64 with conv weights in channels_last; on a GPU, 4096 in the layout the pipeline placed the model in.
+evaluation time. The harness picks the batch and layout from the device (``eval.batch_size: null``): on a
+CPU, batches of 64 with conv weights in channels_last; on a GPU, 4096 in the layout the pipeline placed the
+model in.
 Figures are plain/harness (above 1: the harness is faster); CPU time on a CPU, wall time on a GPU.
 """
 
@@ -11,9 +12,8 @@ from __future__ import annotations
 import common
 import torch
 
-from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer, Subset
 from unlearn_bench.eval import outputs as evaluation
-from unlearn_bench.methods.base import Subset
 from unlearn_bench.models import cnn_paper, mlp, resnet18, vit_tiny
 
 
@@ -21,7 +21,8 @@ def case(name: str, factory, shape, n: int, device: str, repeats: int) -> float:
     cuda = device.startswith("cuda")
     cl = cuda and name != "mlp"  # as Context.placed does on a GPU
     x, y = common.synthetic(n, shape, 10, seed=4)
-    subset = Subset(x.to(device), y.to(device), Normalizer((0.5,) * shape[0], (0.25,) * shape[0], device), "none", cl)
+    normalizer = Normalizer((0.5,) * shape[0], (0.25,) * shape[0], device)
+    subset = Subset(x.to(device), y.to(device), normalizer, "none", cl)
     torch.manual_seed(0)
     model = factory(shape, 10).to(device).eval()
     if cl:
@@ -37,8 +38,8 @@ def case(name: str, factory, shape, n: int, device: str, repeats: int) -> float:
                             device, repeats, cpu=None if cuda else cpu)
     t = wall if cuda else cpu
     ratio = common.med(t["plain"]) / common.med(t["harness"])
-    print(f"== {name} {shape}, {n} images: harness {common.spread(t['harness'])}; plain {common.spread(t['plain'])}; "
-          f"plain/harness {ratio:.2f}x ({'wall' if cuda else 'CPU'} time)")
+    print(f"== {name} {shape}, {n} images: harness {common.spread(t['harness'])}; "
+          f"plain {common.spread(t['plain'])}; plain/harness {ratio:.2f}x ({'wall' if cuda else 'CPU'} time)")
     return ratio
 
 
@@ -48,9 +49,10 @@ def main() -> None:
     cuda = device.startswith("cuda")
     repeats = args.repeats or (1 if args.quick else 3)
     scale = 0.05 if args.quick else 1.0
-    sizes = {"mlp": 6000, "cnn_paper": 6300, "resnet18": 10000 if cuda else 1024, "vit_tiny": 10000 if cuda else 512}
-    factories = {"mlp": (mlp, (1, 8, 8)), "cnn_paper": (cnn_paper, (1, 28, 28)), "resnet18": (resnet18, (3, 32, 32)),
-                 "vit_tiny": (vit_tiny, (3, 32, 32))}
+    sizes = {"mlp": 6000, "cnn_paper": 6300, "resnet18": 10000 if cuda else 1024,
+             "vit_tiny": 10000 if cuda else 512}
+    factories = {"mlp": (mlp, (1, 8, 8)), "cnn_paper": (cnn_paper, (1, 28, 28)),
+                 "resnet18": (resnet18, (3, 32, 32)), "vit_tiny": (vit_tiny, (3, 32, 32))}
     figures = {f"{k} plain/harness": case(k, f, shape, max(8, int(sizes[k] * scale)), device, repeats)
                for k, (f, shape) in factories.items()}
     common.record(args, "bench_eval", device, figures,

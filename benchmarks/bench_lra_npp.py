@@ -3,7 +3,8 @@
 LRA-NPP (Chang et al. 2024) is one relevance pass over N unseen images, a top-K count and a weight edit, so
 its cost should be a small multiple of a single forward+backward; a larger ratio points at per-sample
 loops or host round-trips. Both run in fp32 on the same normalised images (LRA-NPP's relevance is computed
-in fp32 whatever the training precision). Models are untrained (timing does not depend on the weights' values).
+in fp32 whatever the training precision). Models are untrained (timing does not depend on the weights'
+values).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import copy
 import common
 import torch
 
-from unlearn_bench.data.batches import Normalizer
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.data.batches import Normalizer, Subset
+from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.models import cnn_paper, resnet18
 
 

@@ -77,9 +77,9 @@ def timed(fn, device: str) -> tuple[float, float]:
 def alternate(variants: dict, device: str, repeats: int, warmup: bool = True,
               cpu: dict | None = None) -> dict[str, list[float]]:
     """Time each variant ``repeats`` times, interleaved (A B C A B C ...), after one untimed warm-up call
-    each (kernel selection, allocator, lazy imports) when ``warmup``; the order rotates every repeat. A variant is ``run`` or
-    ``(setup, run)``: ``setup()`` (untimed, e.g. a fresh model) returns what ``run(state)`` gets. Returns wall seconds per
-    variant; CPU seconds go into ``cpu`` when given."""
+    each (kernel selection, allocator, lazy imports) when ``warmup``; the order rotates every repeat. A
+    variant is ``run`` or ``(setup, run)``: ``setup()`` (untimed, e.g. a fresh model) returns what
+    ``run(state)`` gets. Returns wall seconds per variant; CPU seconds go into ``cpu`` when given."""
     def call(v, timer=None):
         setup, run = v if isinstance(v, tuple) else (lambda: None, lambda _: v())
         state = setup()
@@ -109,10 +109,12 @@ def spread(xs) -> str:
     return f"{med(xs):.3f} s [{min(xs):.3f}-{max(xs):.3f}], n={len(xs)}"
 
 
-def synthetic(n: int, shape: tuple[int, ...], classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def synthetic(n: int, shape: tuple[int, ...], classes: int,
+              seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images whose class shifts the mean brightness, so a model can learn something."""
     g = torch.Generator().manual_seed(seed)
-    y = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]  # balanced: holdout splits need every class
+    # balanced: holdout splits need every class
+    y = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]
     base = 40 + 170 * y.float() / max(1, classes - 1)
     x = base.view(-1, *([1] * len(shape))) + 40 * torch.randn(n, *shape, generator=g)
     return x.clamp(0, 255).to(torch.uint8), y
@@ -146,7 +148,8 @@ class SyntheticImages:
                  mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), unseen_per_class: int = 100,
                  train_limit: int | None = None):
         self.name, self.n_train, self.n_test, self.shape = name, int(n_train), int(n_test), tuple(shape)
-        self.num_classes, self.augment, self.mean, self.std = int(num_classes), augment, tuple(mean), tuple(std)
+        self.num_classes, self.augment = int(num_classes), augment
+        self.mean, self.std = tuple(mean), tuple(std)
 
     def load(self, cache_dir=None):
         from unlearn_bench.data import ImageData

@@ -34,7 +34,7 @@ def run(script: Path) -> tuple[str, str]:
 
 
 def main() -> int:
-    from unlearn_bench.report.tables import default_out
+    from unlearn_bench.report.experiment import default_out
 
     outcomes = []
     for script in sorted(HERE.glob("*/analyze.py")):

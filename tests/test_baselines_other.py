@@ -14,9 +14,9 @@ from baselines.jit import JiT, lipschitz_loss
 from baselines.lf_ssd import LFSSD
 from baselines.ssd import SSD
 from unlearn_bench.config import compose
-from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer, Subset
 from unlearn_bench.errors import ConfigError, RegimeError
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.models.mlp import mlp
 from unlearn_bench.run import pipeline
 
@@ -65,7 +65,8 @@ def test_ssd_dampens_exactly_the_parameters_above_the_threshold(cls, loss, trans
     method = cls(alpha=alpha, lam=lam, batch_size=1000)
     method.unlearn(model, _data(Regime.FULL, sets))
 
-    whole = Subset(torch.cat([sets["retain"].x, sets["forget"].x]), torch.cat([sets["retain"].y, sets["forget"].y]),
+    whole = Subset(torch.cat([sets["retain"].x, sets["forget"].x]),
+                   torch.cat([sets["retain"].y, sets["forget"].y]),
                    sets["retain"].normalize)
     imp_f = {n: transform(g) for n, g in _grads(before, loss(before, sets["forget"])).items()}
     imp_d = {n: transform(g) for n, g in _grads(before, loss(before, whole)).items()}

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 
 from baselines.boundary_shrink import BoundaryShrink, nearest_wrong_class
+from baselines.cf_k import CFk
 from baselines.common import random_wrong_labels
 from baselines.finetune import Finetune
 from baselines.grad_ascent import GradAscent
@@ -20,11 +21,13 @@ from baselines.neggrad_plus import CycledPairs, NegGradPlus
 from baselines.random_label import RandomLabel
 from baselines.salun import SalUn
 from unlearn_bench.data import Digits
-from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer, Subset
 from unlearn_bench.errors import ConfigError, RegimeError
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.methods.base import Regime, UnlearnData
+from unlearn_bench.methods.hparams import check_method_config
 from unlearn_bench.models import mlp
-from unlearn_bench.run import context, pipeline
+from unlearn_bench.run import models as run_models
+from unlearn_bench.run import pipeline
 
 FORGET = 3
 CONF = Path(__file__).resolve().parents[1] / "conf" / "method"
@@ -39,7 +42,8 @@ def digits():
     d = Digits().load()
     norm = Normalizer(d.mean, d.std, "cpu")
     f = d.train_y == FORGET
-    sets = {"retain": Subset(d.train_x[~f], d.train_y[~f], norm), "forget": Subset(d.train_x[f], d.train_y[f], norm)}
+    sets = {"retain": Subset(d.train_x[~f], d.train_y[~f], norm),
+            "forget": Subset(d.train_x[f], d.train_y[f], norm)}
     sets["unseen"] = sets["forget"].sample(10, 0)
     torch.manual_seed(0)
     model = mlp(d.in_shape, 10, hidden=(64,))
@@ -77,14 +81,14 @@ def params(model):
 
 
 def test_retrain_oracle_trains_on_retain_only_from_a_fresh_init(digits_cfg, tmp_path, monkeypatch):
-    calls, real_fit = [], context.fit
+    calls, real_fit = [], run_models.fit
 
     def recording_fit(model, batches, *a, **k):
         labels = torch.cat([y for _, y in batches])
         calls.append({"model": model, "init": params(model), "labels": set(labels.tolist())})
         return real_fit(model, batches, *a, **k)
 
-    monkeypatch.setattr(context, "fit", recording_fit)
+    monkeypatch.setattr(run_models, "fit", recording_fit)
     cfg = digits_cfg("method=retrain", f"forget.classes=[{FORGET}]", "seed=5", "train.epochs=3",
                      f"cache_dir={tmp_path / 'cache'}")  # a private cache: both models train here
     m = pipeline.run(cfg, tmp_path / "a")
@@ -184,10 +188,9 @@ def accuracy(model, subset):
 
 
 # boundary_shrink_exclude_true's targets (never the true class), batch 32: enough steps on digits' small D_f
-@pytest.mark.parametrize("method, regime", [(BoundaryShrink(epochs=3, lr=1e-3, batch_size=32, exclude_true=True),
-                                             Regime.FORGET_ONLY),
-                                            (RandomLabel(epochs=5), Regime.FULL)], ids=["boundary_shrink",
-                                                                                         "random_label"])
+@pytest.mark.parametrize("method, regime", [
+    (BoundaryShrink(epochs=3, lr=1e-3, batch_size=32, exclude_true=True), Regime.FORGET_ONLY),
+    (RandomLabel(epochs=5), Regime.FULL)], ids=["boundary_shrink", "random_label"])
 def test_relabelling_methods_lower_forget_accuracy(digits, method, regime, tmp_path):
     model, sets = digits
     out = method.unlearn(copy.deepcopy(model), make_data(sets, regime))
@@ -198,10 +201,13 @@ def test_relabelling_methods_lower_forget_accuracy(digits, method, regime, tmp_p
 
 @pytest.mark.parametrize("label", sorted(set(REGIMES) - {"retrain"}))
 def test_bad_hyperparameters_are_refused_in_one_line(label):
-    method = instantiate(OmegaConf.load(CONF / f"{label}.yaml"), lr=-1.0)
+    """From the class's declarations alone: on the configuration, and when the class is built directly."""
+    node = OmegaConf.load(CONF / f"{label}.yaml")
     with pytest.raises(ConfigError, match="lr=-1.0 must be > 0; fix: ") as e:
-        method.validate(None, {})
+        check_method_config({**OmegaConf.to_container(node), "lr": -1.0})
     assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="lr=-1.0 must be > 0; fix: "):
+        get_class(node._target_)(lr=-1.0)
 
 
 def test_helpers_pair_and_relabel():
@@ -221,3 +227,19 @@ def test_regime_is_declared_and_enforced(digits, label):
     narrower = {Regime.FULL: Regime.FORGET_ONLY, Regime.FORGET_ONLY: Regime.ZERO_SHOT}[method.regime]
     with pytest.raises(RegimeError):
         method.unlearn(copy.deepcopy(model), make_data(sets, narrower))
+
+
+@pytest.mark.parametrize("reinit", [False, True], ids=["cf_k", "eu_k"])
+def test_cf_k_and_eu_k_train_the_last_k_layers_alone(digits, reinit):
+    model, sets = digits
+    before = params(model)
+    method = CFk(k=1, reinit=reinit, epochs=2, lr=0.05, batch_size=128)
+    method.validate(model, {})
+    out = method.unlearn(copy.deepcopy(model), make_data(sets))
+    changed = {k for k, v in params(out).items() if not torch.equal(v, before[k])}
+    assert changed == {"head.weight", "head.bias"} and all(p.requires_grad for p in out.parameters())
+    if reinit:  # a classifier redrawn and trained on D_r alone never predicts the forgotten class
+        assert accuracy(out, sets["forget"]) < 0.05 and accuracy(out, sets["retain"]) > 0.9
+    with pytest.raises(ConfigError, match="method.k=3 but the model has 2 Linear/Conv2d layers; fix: set "
+                                          "method.k<=2"):
+        CFk(k=3).validate(model, {})

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,14 @@ def test_digits_tensors():
     assert d.train_x.dtype == torch.uint8 and d.train_x.shape[1:] == (1, 8, 8)
     assert len(d.train_x) + len(d.test_x) == 1797 and d.train_x.max() > 200
     assert set(d.train_y.unique().tolist()) == set(range(10))
+
+
+def test_the_data_check_command_serves_digits(tmp_path):
+    """``make run`` asks ``python -m unlearn_bench.data.check`` whether a dataset can serve the run; the
+    bundled digits always can."""
+    r = subprocess.run([sys.executable, "-m", "unlearn_bench.data.check", "digits", "--offline"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 @pytest.mark.skipif(not FMNIST_SYSTEM.is_dir(), reason="Debian package dataset-fashion-mnist not installed")

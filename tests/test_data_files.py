@@ -11,7 +11,7 @@ from unlearn_bench.config import compose
 from unlearn_bench.data.files import ArrayFile, ImageFolder, from_arrays
 from unlearn_bench.errors import DataError, DataNotFoundError
 from unlearn_bench.run import pipeline
-from unlearn_bench.run.context import Context
+from unlearn_bench.run.context import Setup
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,8 @@ BAD = [
 
 @pytest.mark.parametrize("case, change, fragment", BAD, ids=[b[0] for b in BAD])
 def test_bad_arrays_are_one_line_errors(case, change, fragment):
-    args = dict(xtr=np.zeros((4, 8, 8), np.uint8), ytr=np.array([0, 1, 0, 1]), xte=np.zeros((2, 8, 8), np.uint8),
-                yte=np.array([0, 1]))
+    args = dict(xtr=np.zeros((4, 8, 8), np.uint8), ytr=np.array([0, 1, 0, 1]),
+                xte=np.zeros((2, 8, 8), np.uint8), yte=np.array([0, 1]))
     extra = {k: change.pop(k) for k in ("num_classes", "std") if k in change}
     args.update(change)
     with pytest.raises(DataError) as e:
@@ -92,7 +92,8 @@ def test_npz_without_a_test_split_draws_a_stratified_one(tmp_path, digits):
     d = ArrayFile("a", str(tmp_path / "d.npz"), test_fraction=0.25).load()
     assert len(d.test_y) == pytest.approx(0.25 * len(y), abs=1) and len(d.train_y) + len(d.test_y) == len(y)
     assert np.bincount(d.test_y.numpy()).min() >= 40  # every class in the test split
-    limited = ArrayFile("a", str(tmp_path / "d.npz"), test_fraction=0.25, train_limit=200, test_limit=50).load()
+    limited = ArrayFile("a", str(tmp_path / "d.npz"), test_fraction=0.25, train_limit=200,
+                        test_limit=50).load()
     assert len(limited.train_y) == 200 and len(limited.test_y) == 50 and limited.fingerprint == d.fingerprint
 
 
@@ -105,10 +106,11 @@ def test_cache_keys_follow_content_not_path(tmp_path, digits, cache_dir):
     np.savez(tmp_path / "c.npz", x_train=x2, y_train=y)  # one pixel differs
 
     def spec(name):
-        return Context(compose(["data=arrays", f"data.path={tmp_path / name}", "model=mlp",
-                                f"cache_dir={cache_dir}"]))._spec()
+        return Setup.from_config(compose(["data=arrays", f"data.path={tmp_path / name}", "model=mlp",
+                                          f"cache_dir={cache_dir}"])).spec()
     assert spec("a.npz") == spec("b.npz") and spec("a.npz") != spec("c.npz")
-    assert "fingerprint" not in Context(compose(["data=digits", f"cache_dir={cache_dir}"]))._spec()["data"]
+    bundled = Setup.from_config(compose(["data=digits", f"cache_dir={cache_dir}"]))
+    assert "fingerprint" not in bundled.spec()["data"]
 
 
 def _write_folder(root, x, y, split: bool, rgb_sizes: bool = False):
@@ -150,7 +152,8 @@ def test_image_folder_errors(tmp_path, digits):
     _one_line(e, "is 9x8 but", "data.size=[H,W]")
     d = ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], test_fraction=0.5).load(tmp_path / "cache")
     assert d.train_x.shape[1:] == (3, 8, 8)  # RGB files: three channels
-    gray = ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], channels=1, test_fraction=0.5).load(tmp_path / "c")
+    gray = ImageFolder(path=str(tmp_path / "mixed"), size=[8, 8], channels=1,
+                       test_fraction=0.5).load(tmp_path / "c")
     assert gray.train_x.shape[1] == 1
     for bad in ([0, 8], [8], [8.5, 8]):
         with pytest.raises(DataError) as e:
@@ -185,7 +188,8 @@ def test_folder_edge_cases(tmp_path, digits):
     (wide / "c0" / "._0.png").write_bytes(b"resource fork")  # hidden: skipped, not an unreadable image
     d = ImageFolder(path=str(wide), test_fraction=0.5).load(tmp_path / "cache")
     assert d.train_x.shape[1] == 1 and int(d.train_x.max()) == int(x.max())
-    assert sorted(d.train_x.numpy().ravel().tolist() + d.test_x.numpy().ravel().tolist()) == sorted(x.ravel().tolist())
+    loaded = d.train_x.numpy().ravel().tolist() + d.test_x.numpy().ravel().tolist()
+    assert sorted(loaded) == sorted(x.ravel().tolist())
     # an unreadable file among grayscale images is one line, not Pillow's traceback
     (wide / "c1" / "bad.png").write_text("not a png")
     with pytest.raises(DataError) as e:
@@ -230,9 +234,10 @@ def test_a_replaced_file_is_not_a_finished_run_and_pools_by_content(tmp_path, di
     assert config_hash(cfg("d.npz")) == before
     np.savez(tmp_path / "d.npz", x_train=255 - x, y_train=y)  # replaced in place
     assert config_hash(cfg("d.npz")) != before  # a resumed sweep reruns it
-    fp = Context(cfg("d.npz")).data.fingerprint
+    fp = Setup.from_config(cfg("d.npz")).data.fingerprint
     np.savez(tmp_path / "copy.npz", x_train=255 - x, y_train=y)
-    assert setup_hash(cfg("d.npz"), fp) == setup_hash(cfg("copy.npz"), Context(cfg("copy.npz")).data.fingerprint)
+    copied = Setup.from_config(cfg("copy.npz")).data.fingerprint
+    assert setup_hash(cfg("d.npz"), fp) == setup_hash(cfg("copy.npz"), copied)
     assert setup_hash(cfg("d.npz"), fp) != setup_hash(cfg("d.npz"), "another")
 
 
@@ -278,7 +283,8 @@ def test_32_bit_integer_tiffs_within_16_bits_are_scaled_and_beyond_are_refused(t
     (tmp_path / "big" / "c1").mkdir(parents=True)
     for c in (0, 1):
         for i in range(4):
-            Image.fromarray(np.full((8, 8), 70000 + i, np.int32), "I").save(tmp_path / "big" / f"c{c}" / f"{i}.tif")
+            image = Image.fromarray(np.full((8, 8), 70000 + i, np.int32), "I")
+            image.save(tmp_path / "big" / f"c{c}" / f"{i}.tif")
     with pytest.raises(DataError) as e:
         ImageFolder(path=str(tmp_path / "big"), test_fraction=0.5).load(tmp_path / "cache")
     _one_line(e, "32-bit integer pixels")
@@ -303,9 +309,9 @@ def _per_class(digits, n: int, classes: int = 10):
 def _too_small(cache_dir, monkeypatch, *overrides):
     """The message validation gives for ``overrides`` (None when they validate); training is refused."""
     from unlearn_bench.errors import UnlearnBenchError
-    from unlearn_bench.run import context
+    from unlearn_bench.run import models
     from unlearn_bench.run.validate import validate_config
-    monkeypatch.setattr(context, "fit", lambda *a, **k: pytest.fail("validation trained something"))
+    monkeypatch.setattr(models, "fit", lambda *a, **k: pytest.fail("validation trained something"))
     try:
         validate_config(compose(["model=mlp", "progress=false", f"cache_dir={cache_dir}", *overrides]))
     except UnlearnBenchError as e:

@@ -61,7 +61,8 @@ def write_cifar(root: Path, dataset: str, train, test) -> Path:
     """torchvision's CIFAR folder: CIFAR-10 in five training batches + test_batch + batches.meta,
     CIFAR-100 as train + test + meta with fine and coarse labels."""
     def batch(x, y, label):
-        d = {"batch_label": label, "data": x.reshape(len(x), -1), "filenames": [f"img_{i}.png" for i in range(len(x))]}
+        d = {"batch_label": label, "data": x.reshape(len(x), -1),
+             "filenames": [f"img_{i}.png" for i in range(len(x))]}
         if dataset == "CIFAR10":
             return {**d, "labels": y.tolist()}
         return {**d, "fine_labels": y.tolist(), "coarse_labels": (y // 5).tolist()}
@@ -71,7 +72,8 @@ def write_cifar(root: Path, dataset: str, train, test) -> Path:
         folder = root / "cifar-10-batches-py"
         folder.mkdir(parents=True)
         for i, part in enumerate(np.array_split(np.arange(len(train[1])), 5), 1):
-            _pickle(folder / f"data_batch_{i}", batch(train[0][part], train[1][part], f"training batch {i} of 5"))
+            _pickle(folder / f"data_batch_{i}",
+                    batch(train[0][part], train[1][part], f"training batch {i} of 5"))
         _pickle(folder / "test_batch", batch(*test, "testing batch 1 of 1"))
         _pickle(folder / "batches.meta", {"num_cases_per_batch": 10000, "num_vis": 3072,
                                           "label_names": [f"class{i}" for i in range(k)]})
@@ -122,7 +124,8 @@ def offline(monkeypatch):
 def test_each_format_loads_from_a_download_under_data_root(dataset, tmp_path, offline):
     (xtr, ytr), (xte, yte) = write_dataset(tmp_path / "data", dataset)
     d = _load(dataset, tmp_path / "data", tmp_path / "cache")  # download stays true: the local copy wins
-    assert d.train_x.dtype == torch.uint8 and d.train_x.shape == xtr.shape and d.num_classes == CLASSES.get(dataset, 10)
+    assert d.train_x.dtype == torch.uint8 and d.train_x.shape == xtr.shape
+    assert d.num_classes == CLASSES.get(dataset, 10)
     assert np.array_equal(d.train_x.numpy(), xtr) and np.array_equal(d.train_y.numpy(), ytr)
     assert np.array_equal(d.test_x.numpy(), xte) and np.array_equal(d.test_y.numpy(), yte)
 
@@ -133,9 +136,11 @@ def _torchvision_reading(dataset: str, root: Path, monkeypatch):
     cls = getattr(torchvision.datasets, dataset)
     if hasattr(cls, "_check_integrity"):
         monkeypatch.setattr(cls, "_check_integrity", lambda self: True)
-        monkeypatch.setattr(__import__(cls.__module__, fromlist=["_"]), "check_integrity", lambda *a, **k: True)
+        module = __import__(cls.__module__, fromlist=["_"])
+        monkeypatch.setattr(module, "check_integrity", lambda *a, **k: True)
     out = []
-    for kw in ([{"split": "train"}, {"split": "test"}] if dataset == "SVHN" else [{"train": True}, {"train": False}]):
+    svhn = dataset == "SVHN"
+    for kw in ([{"split": "train"}, {"split": "test"}] if svhn else [{"train": True}, {"train": False}]):
         ds = cls(str(root), download=False, **kw)
         x = torch.as_tensor(np.asarray(ds.data))
         x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2) if x.shape[-1] == 3 else x
@@ -158,7 +163,8 @@ def test_arrays_match_torchvisions_reading_of_the_same_files(dataset, tmp_path, 
 def test_fashion_mnist_from_a_debian_style_folder_of_gz_files(tmp_path, offline):
     train, test = images("FashionMNIST", 3, 0), images("FashionMNIST", 2, 1)
     write_idx(tmp_path / "usr-share" / "fashion-mnist", train, test)  # flat, gzipped: dataset-fashion-mnist
-    d = _load("FashionMNIST", "null", tmp_path / "cache", f"data.system_dirs=[{tmp_path / 'usr-share' / 'fashion-mnist'}]")
+    system = tmp_path / "usr-share" / "fashion-mnist"
+    d = _load("FashionMNIST", "null", tmp_path / "cache", f"data.system_dirs=[{system}]")
     assert np.array_equal(d.train_x.numpy(), train[0]) and np.array_equal(d.test_y.numpy(), test[1])
 
 
@@ -175,7 +181,8 @@ def test_a_pickle_naming_another_global_is_refused_unread(tmp_path, offline):
     with pytest.raises(DataError) as e:
         _load("CIFAR10", tmp_path / "data", tmp_path / "cache")
     msg = str(e.value)
-    assert "\n" not in msg and "data_batch_3" in msg and "system" in msg and "refused" in msg and "fix:" in msg
+    assert "\n" not in msg and "data_batch_3" in msg and "fix:" in msg
+    assert "system" in msg and "refused" in msg
     assert not payload.marker.exists()
 
 
@@ -210,7 +217,8 @@ def test_an_idx_file_whose_header_disagrees_with_its_size_is_refused(tmp_path, o
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz .*\(29, 28, 28\).*\(30,\)"):
         _load("MNIST", tmp_path / "data", tmp_path / "cache")
     _idx(raw / "train-images-idx3-ubyte.gz", images("MNIST", 3, 0)[0][:, 0])
-    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz .*promises 15680 data bytes .* holds 15680 or more"):
+    promised = r"t10k-images-idx3-ubyte\.gz .*promises 15680 data bytes .* holds 15680 or more"
+    with pytest.raises(DataError, match=promised):
         _load("MNIST", tmp_path / "data", tmp_path / "cache")
 
 
@@ -221,7 +229,8 @@ class _HugeArray:
         return np.ndarray, ((50_000_000,), np.dtype("O"))
 
 
-@pytest.mark.parametrize("payload", [_HugeArray(), np.zeros(3, dtype=object)], ids=["ndarray-call", "object-array"])
+@pytest.mark.parametrize("payload", [_HugeArray(), np.zeros(3, dtype=object)],
+                         ids=["ndarray-call", "object-array"])
 def test_a_pickle_cannot_make_the_reader_allocate_an_array_it_does_not_hold(payload, tmp_path, offline):
     folder = write_cifar(tmp_path / "data", "CIFAR10", images("CIFAR10", 3, 0), images("CIFAR10", 2, 1))
     _pickle(folder / "data_batch_2", {"data": payload, "labels": []})

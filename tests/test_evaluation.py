@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from unlearn_bench.data.batches import Normalizer
+from unlearn_bench.data.batches import Normalizer, Subset
 from unlearn_bench.eval import outputs as evaluation
-from unlearn_bench.methods.base import Subset
 from unlearn_bench.models import cnn_paper, mlp
 
 
@@ -85,7 +84,8 @@ def test_eval_batch_size_follows_the_device():
 
 def test_empty_split_gives_an_empty_array():
     s = _subset(n=0)
-    assert evaluation.predict_logits(cnn_paper((1, 12, 12), 10), s).shape == (0, 10)  # concatenates with others
+    # (0, classes): it concatenates with other splits' outputs
+    assert evaluation.predict_logits(cnn_paper((1, 12, 12), 10), s).shape == (0, 10)
 
 
 def test_anamnesis_index_is_empty_when_neither_model_relearns(monkeypatch):

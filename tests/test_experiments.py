@@ -15,7 +15,8 @@ from scipy import stats as sps
 
 from unlearn_bench.config import compose
 from unlearn_bench.report import figures, stats
-from unlearn_bench.report.tables import load, summarize
+from unlearn_bench.report.load import load
+from unlearn_bench.report.summary import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -49,8 +50,8 @@ def _run(root: Path, method: str, forget: int, seed: int, metrics: dict, method_
          sub: str = "", units: list[int] | None = None) -> None:
     d = root / (sub or "compare") / "digits-mlp" / method / f"forget{forget}-seed{seed}"
     d.mkdir(parents=True)
-    m = {"status": "ok", "method": method, "data": "digits", "model": "mlp", "forget": str(forget), "seed": seed,
-         "cost/unlearn_s": 0.5, "cost/peak_mem_mb": 100.0, "original/acc/forget_train": 1.0,
+    m = {"status": "ok", "method": method, "data": "digits", "model": "mlp", "forget": str(forget),
+         "seed": seed, "cost/unlearn_s": 0.5, "cost/peak_mem_mb": 100.0, "original/acc/forget_train": 1.0,
          "original/acc/retain_train": 1.0, "original/acc/retain_test": 0.97, **metrics}
     (d / "metrics.json").write_text(json.dumps(m))
     cfg = {"method": {"_target_": "x", "h": 40, "n": 36, "rule": "epsilon", **(method_cfg or {})},
@@ -80,7 +81,8 @@ def fixture_runs(tmp_path_factory):
                                                  "cost/unlearn_s": 30.0})
             for h in (5, 40):
                 at = 0.9 if h == 5 else 0.02 + 0.01 * seed
-                units = sorted(rng.choice(64, size=h // 5, replace=False).tolist()) if h == 40 else list(range(forget, forget + 1))
+                units = sorted(rng.choice(64, size=h // 5, replace=False).tolist()) if h == 40 \
+                    else list(range(forget, forget + 1))
                 _run(root, "lra_npp", forget, seed, {**base, "acc/forget_train": at, "mia/fr": 0.9},
                      {"h": h}, sub=f"h{h}", units=units)
             for rule, at in (("gamma", 0.3), ("alpha1_beta0", 0.5)):
@@ -90,7 +92,8 @@ def fixture_runs(tmp_path_factory):
 
 
 def _analyze(name: str, argv: list[str]):
-    spec = importlib.util.spec_from_file_location(f"analyze_{name}", ROOT / "experiments" / name / "analyze.py")
+    spec = importlib.util.spec_from_file_location(f"analyze_{name}",
+                                                  ROOT / "experiments" / name / "analyze.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.main(argv)
@@ -134,7 +137,8 @@ def test_neuron_overlap_diagonal_is_stability(fixture_runs, tmp_path):
 
 def test_summarize_orders_original_retrain_first_and_counts_failed(fixture_runs):
     df = load(fixture_runs)
-    df = pd.concat([df, pd.DataFrame([{**df.iloc[0].to_dict(), "status": "failed", "seed": 9}])], ignore_index=True)
+    failed = pd.DataFrame([{**df.iloc[0].to_dict(), "status": "failed", "seed": 9}])
+    df = pd.concat([df, failed], ignore_index=True)
     t = summarize(df[(df["forget"] == "0") & df["run_dir"].str.contains("compare")], ["acc/forget_train"])
     assert t["method"].tolist() == ["Original", "retrain", "none"]  # the no-op last, as a control
     assert t.set_index("method").loc["none", "failed"] == 1
@@ -201,7 +205,7 @@ def test_a_repeated_run_counts_once_and_settings_stay_apart(tmp_path):
 
 
 def test_sweep_table_counts_failed_runs_and_keeps_settings_that_all_failed(tmp_path):
-    from unlearn_bench.report.tables import sweep_report
+    from unlearn_bench.report.sweeps import sweep_report
     for seed in (0, 1):
         _run(tmp_path, "lra_npp", 0, seed, {"acc/forget_train": 0.05}, {"h": 40}, sub="h40")
         _run(tmp_path, "lra_npp", 0, seed, {"status": "failed"}, {"h": 80}, sub="h80")

@@ -135,8 +135,9 @@ def _cli(*args, cwd, env=None, **kw):
          "WANDB_MODE": "offline", **(env or {})}
     flags = [a for a in args if a.startswith("-")]  # Hydra's parser wants flags before overrides
     return subprocess.Popen([sys.executable, "-m", "unlearn_bench.cli", *flags, "data=digits", "model=mlp",
-                             "progress=false", *(a for a in args if a not in flags)], cwd=cwd, env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
+                             "progress=false", *(a for a in args if a not in flags)], cwd=cwd, env=e,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kw)
 
 
 def _finish(p, timeout=300):

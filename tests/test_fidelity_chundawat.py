@@ -11,8 +11,9 @@ from hydra.utils import instantiate
 from torch import nn
 
 from unlearn_bench.config import compose
-from unlearn_bench.data.batches import Normalizer
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.data.batches import Normalizer, Subset
+from unlearn_bench.methods.base import Regime, UnlearnData
+from unlearn_bench.train import loop
 
 
 def _subset(counts: dict[int, int], shape=(1, 4, 4), seed=0) -> Subset:
@@ -34,8 +35,9 @@ def _np_softmax(z):
     return e / e.sum(1, keepdims=True)
 
 
-def _record_fit(module, monkeypatch, on_call=None):
-    """Replace ``module.fit`` by a recorder of (batches materialised, loss_fn); no training happens."""
+def _record_fit(monkeypatch, on_call=None):
+    """Replace the training loop's ``fit`` (which ``UnlearnData.fit`` calls) by a recorder of (batches
+    materialised, loss_fn); no training happens."""
     calls = []
 
     def fake_fit(model, batches, loss_fn, optimizer, device, **kw):
@@ -44,7 +46,7 @@ def _record_fit(module, monkeypatch, on_call=None):
             on_call(model, calls[-1])
         return [0.0]
 
-    monkeypatch.setattr(module, "fit", fake_fit)
+    monkeypatch.setattr(loop, "fit", fake_fit)
     return calls
 
 
@@ -52,7 +54,7 @@ def _record_fit(module, monkeypatch, on_call=None):
 
 def test_bad_teacher_mixes_all_of_d_f_with_a_truncated_30_percent_of_d_r_in_shuffled_batches(monkeypatch):
     import baselines.bad_teacher as bt
-    calls = _record_fit(bt, monkeypatch)
+    calls = _record_fit(monkeypatch)
     retain, forget = _subset({1: 21, 2: 21}), _subset({0: 10}, seed=1)
     bt.BadTeacher(batch_size=8).unlearn(nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), _data(retain, forget))
     flags = torch.cat([y for _, y in calls[0]["batches"]])
@@ -71,7 +73,7 @@ def test_bad_teacher_loss_is_the_element_mean_kl_to_the_flagged_teacher(monkeypa
     teachers = []
     real_random_copy = bt.random_copy
     monkeypatch.setattr(bt, "random_copy", lambda m: teachers.append(real_random_copy(m)) or teachers[-1])
-    calls = _record_fit(bt, monkeypatch)
+    calls = _record_fit(monkeypatch)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     original = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
@@ -109,8 +111,7 @@ def _unsir_model(shape):
 
 
 def test_unsir_learns_noise_for_40_steps_in_train_mode_moving_batchnorm_statistics(monkeypatch):
-    import baselines.unsir as us
-    _record_fit(us, monkeypatch)
+    _record_fit(monkeypatch)
     torch.manual_seed(0)
     model = _unsir_model((1, 4, 4))
     model.eval()  # the harness hands the original over in eval mode
@@ -128,7 +129,7 @@ def test_unsir_impair_set_holds_copies_of_the_first_channel_count_noise_images(m
     """Cell 26's loop over range(batch[0].size(0)) takes the channel count of one image (3 here), so the
     impair set holds 20 copies of 3 noise images; unsir_full_noise takes every row of the noise batch."""
     import baselines.unsir as us
-    calls = _record_fit(us, monkeypatch)
+    calls = _record_fit(monkeypatch)
     torch.manual_seed(0)
     shape = (3, 4, 4)
     retain = _subset({1: 12, 2: 9}, shape=shape)
@@ -143,7 +144,7 @@ def test_unsir_impair_set_holds_copies_of_the_first_channel_count_noise_images(m
 
 def test_unsir_retain_sample_is_the_first_k_of_each_class_in_set_order(monkeypatch):
     import baselines.unsir as us
-    calls = _record_fit(us, monkeypatch)
+    calls = _record_fit(monkeypatch)
     torch.manual_seed(0)
     retain = _subset({1: 12, 2: 9, 3: 4})
     us.UNSIR(retain_per_class=5, noise_per_class=4, noise_steps=1).unlearn(
@@ -173,7 +174,8 @@ def test_gkt_generator_is_the_authors_for_their_two_image_sizes():
 def _pseudo(student_steps, iterations, **kw):
     from baselines.gkt import PseudoBatches, generator
     torch.manual_seed(0)
-    teacher, student = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    student = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     keep_all = lambda t: torch.ones(len(t), dtype=torch.bool)  # noqa: E731
     return PseudoBatches(generator(4, 8, (1, 4, 4)), teacher, student, iterations, student_steps, 6, 4, 1e-3,
                          "cpu", keep_all, **kw)
@@ -218,7 +220,7 @@ def test_gkt_student_step_is_eval_mode_element_mean_kl_plus_attention_transfer(m
         seen["x"], seen["keep"] = x, keep
         seen["student"] = {k: v.clone() for k, v in student.state_dict().items()}
 
-    _record_fit(gkt, monkeypatch, on_call)
+    _record_fit(monkeypatch, on_call)
     monkeypatch.setattr(gkt.PseudoBatches, "__iter__", lambda self: iter(()))  # no generator work here
     torch.manual_seed(0)
 

@@ -10,13 +10,11 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-import baselines.common
-import baselines.jit
-import baselines.scrub
 from unlearn_bench.config import compose
-from unlearn_bench.data.batches import Normalizer
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.data.batches import Normalizer, Subset
+from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.models.vit import vit_tiny
+from unlearn_bench.train import loop
 
 SHAPE = (1, 4, 4)
 NORM = Normalizer((0.5,), (0.25,), "cpu")
@@ -32,7 +30,8 @@ class Recorder:
     def __call__(self, model, batches, loss_fn, optimizer, device, epochs=None, **_):
         opt = optimizer(model.parameters())
         passes = [list(batches) for _ in range(epochs or 1)]
-        self.calls.append(dict(opt=opt, lr=opt.param_groups[0]["lr"], passes=passes, loss=loss_fn, model=model))
+        self.calls.append(dict(opt=opt, lr=opt.param_groups[0]["lr"], passes=passes, loss=loss_fn,
+                               model=model))
         return [0.0] * (epochs or 1)
 
 
@@ -67,7 +66,7 @@ def method(name, *overrides):
 # -- SCRUB (meghdadk/SCRUB@98ffb11) ---------------------------------------------------------------------
 def test_scrub_small_recipe_phase_order_loader_sizes_schedule_and_optimizer(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.scrub, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     method("scrub").unlearn(mlp(), data())  # a 3-class task: the small-scale recipe (authors: 5 classes)
     phases = ["F" if ids(c["passes"][0][0][0])[0] >= 100 else "R" for c in rec.calls]
     assert phases == ["F", "R"] * 3 + ["R"] * 7  # 10 epochs, the first 3 open with a max-pass on D_f
@@ -83,7 +82,7 @@ def test_scrub_small_recipe_phase_order_loader_sizes_schedule_and_optimizer(monk
 
 def test_scrub_large_recipe_from_six_classes(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.scrub, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     assert method("scrub").resolve(5)["recipe"] == "small" and method("scrub").resolve(6)["recipe"] == "large"
     d = data(n_retain=4400, n_forget=600, num_classes=10)  # a 10-class task, as the authors' CIFAR-10
     method("scrub").unlearn(mlp(), d)
@@ -102,7 +101,7 @@ def _distill_kl(s, t, T):
 
 def test_scrub_loss_terms_of_one_step(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.scrub, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     teacher = mlp()
     method("scrub").unlearn(copy.deepcopy(teacher), data())
     student = copy.deepcopy(teacher)
@@ -122,7 +121,7 @@ def test_scrub_loss_terms_of_one_step(monkeypatch):
 # -- NegGrad+ (SCRUB repo, loops.py train_negrad) ------------------------------------------------------
 def test_neggrad_plus_cycles_one_forget_pass_per_epoch_and_uses_plain_sgd(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.common, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     m = method("neggrad_plus", "epochs=2")
     m.unlearn(mlp(), data(n_retain=600, n_forget=70))  # 5 retain batches of 128, 3 forget batches of 32
     (call,) = rec.calls
@@ -145,7 +144,7 @@ def test_neggrad_plus_cycles_one_forget_pass_per_epoch_and_uses_plain_sgd(monkey
 # -- Boundary Shrink (TY-LEE-KR/Boundary-Unlearning-Code@19f9f23) --------------------------------------
 def test_boundary_shrink_keeps_the_true_label_where_fgsm_fails(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.common, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     with torch.no_grad():  # class 0 scores the first pixel, class 1 the second; class 2 is never reached
         lin[1].weight.zero_()
@@ -174,7 +173,7 @@ def test_boundary_shrink_keeps_the_true_label_where_fgsm_fails(monkeypatch):
 # -- JiT (jwf40/Zeroshot-Unlearning-At-Scale@f7e3f20) ---------------------------------------------------
 def test_jit_sums_the_clamped_lipschitz_ratio_over_an_unshuffled_batch(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.jit, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     method("jit").unlearn(mlp(), data(Regime.ZERO_SHOT, n_unseen=150))
     (call,) = rec.calls
     a = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
@@ -188,7 +187,7 @@ def test_jit_sums_the_clamped_lipschitz_ratio_over_an_unshuffled_batch(monkeypat
     noise = torch.randn(25, *x.shape) * 0.5  # sigma 0.5 for a non-ViT model (main:152)
     flat = x.view(len(x), -1)
     ratios = []
-    for xi in noise:  # one noisy copy of the batch at a time, clamped to the batch's range (lipschitz.py:43-48)
+    for xi in noise:  # one noisy copy of the batch at a time, clamped to its range (lipschitz.py:43-48)
         d = (flat - (x + xi).clamp(x.min(), x.max()).view(len(x), -1))
         ratios.append(((d @ a.T).norm(dim=1) / d.norm(dim=1)).sum())  # summed over the batch
     assert float(got) == pytest.approx(float(torch.stack(ratios).mean()), rel=1e-5)
@@ -198,7 +197,7 @@ def test_jit_sums_the_clamped_lipschitz_ratio_over_an_unshuffled_batch(monkeypat
 
 def test_jit_uses_the_vit_settings_on_a_vit(monkeypatch):
     rec = Recorder()
-    monkeypatch.setattr(baselines.jit, "fit", rec)
+    monkeypatch.setattr(loop, "fit", rec)
     vit = vit_tiny((1, 4, 4), 3, patch=2, dim=8, depth=1, heads=2, mlp_ratio=2)
     method("jit").unlearn(vit, data(Regime.ZERO_SHOT, n_unseen=10))
     assert rec.calls[0]["lr"] == 1.5  # forget_full_class_main.py:145 (sigma 0.8 at :144)

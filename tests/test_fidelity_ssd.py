@@ -17,8 +17,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from unlearn_bench.config import compose
-from unlearn_bench.data.batches import Normalizer
-from unlearn_bench.methods.base import Regime, Subset, UnlearnData
+from unlearn_bench.data.batches import Normalizer, Subset
+from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.models.mlp import mlp
 from unlearn_bench.models.vit import vit_tiny
 
@@ -98,7 +98,8 @@ def test_importances_come_from_the_authors_unshuffled_class_grouped_batches_of_6
     method.unlearn(model, data)
 
     batch = 64
-    assert len(sets["forget"].y) % batch and (len(sets["retain"].y) + len(sets["forget"].y)) % batch  # short tails
+    n_forget, n_retain = len(sets["forget"].y), len(sets["retain"].y)
+    assert n_forget % batch and (n_retain + n_forget) % batch  # both sets end in a short batch
     forget_order, full_order = _authors_orders(sets)
     (w, b), (mw, mb) = _expected(before, sets, forget_order, full_order, batch, kind, alpha=1.5)
     assert 0 < int(mw.sum() + mb.sum()) < mw.numel() + mb.numel()  # some weights selected, some kept

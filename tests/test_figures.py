@@ -31,13 +31,14 @@ def drawn(monkeypatch):
     return figs
 
 
-def _run(root: Path, method: str, seed: int, setup: str, at: float, ag: float, forget: int = 3, **extra) -> None:
+def _run(root: Path, method: str, seed: int, setup: str, at: float, ag: float, forget: int = 3,
+         **extra) -> None:
     d = root / setup / method / f"forget{forget}-seed{seed}"
     d.mkdir(parents=True)
-    m = {"status": "ok", "method": method, "data": "digits", "model": "mlp", "forget": str(forget), "seed": seed,
-         "setup": setup, "acc/forget_train": at, "acc/retain_train": ag, "acc/retain_test": ag - 0.02,
-         "cost/unlearn_s": 0.5, "original/acc/forget_train": 0.98, "original/acc/retain_train": 0.99,
-         "original/acc/retain_test": 0.97, **extra}
+    m = {"status": "ok", "method": method, "data": "digits", "model": "mlp", "forget": str(forget),
+         "seed": seed, "setup": setup, "acc/forget_train": at, "acc/retain_train": ag,
+         "acc/retain_test": ag - 0.02, "cost/unlearn_s": 0.5, "original/acc/forget_train": 0.98,
+         "original/acc/retain_train": 0.99, "original/acc/retain_test": 0.97, **extra}
     (d / "metrics.json").write_text(json.dumps(m))
     cfg = {"method": {"_target_": "x"}, "forget": {"classes": [forget], "unseen": {"source": "holdout"}}}
     (d / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
@@ -61,7 +62,8 @@ def test_pareto_legend_n_equals_the_tables_n_for_every_point(tmp_path, drawn):
         for s in seeds:
             _run(runs, "retrain", s, setup, 0.0, 0.99)
             _run(runs, "lra_npp", s, setup, 0.02 + 0.01 * s, 0.95)
-    spec = importlib.util.spec_from_file_location("paper_analyze", ROOT / "experiments/paper_tables/analyze.py")
+    spec = importlib.util.spec_from_file_location("paper_analyze",
+                                                  ROOT / "experiments/paper_tables/analyze.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "out"
@@ -73,7 +75,8 @@ def test_pareto_legend_n_equals_the_tables_n_for_every_point(tmp_path, drawn):
 
 
 def test_report_pareto_points_are_the_report_tables_rows(tmp_path, drawn):
-    from unlearn_bench.report.tables import markdown_report, summarize
+    from unlearn_bench.report.markdown import markdown_report
+    from unlearn_bench.report.summary import summarize
     rows = []
     for setup, seeds in (("s1", (0, 1)), ("s2", (0,))):
         for s in seeds:
@@ -96,7 +99,7 @@ def _front(fig):
 def test_the_front_runs_only_through_rows_that_forget(tmp_path, drawn):
     """finetune keeps the forget accuracy at the Original's (0.90, within noise over 100 examples) and the
     best retain accuracy: once it was the front; now the front is the rows that forget."""
-    from unlearn_bench.report.tables import pareto_runs
+    from unlearn_bench.report.summary import pareto_runs
     rows = []
     for s in (0, 1):
         for method, at, ag in (("retrain", 0.0, 0.93), ("lra_npp", 0.01, 0.90), ("finetune", 0.90, 0.97),
@@ -106,21 +109,22 @@ def test_the_front_runs_only_through_rows_that_forget(tmp_path, drawn):
                          "cost/unlearn_s": 1.0, "examples/forget_train": 100,
                          "original/acc/forget_train": 0.91 + 0.01 * s, "original/acc/retain_test": 0.97})
     runs = pareto_runs(pd.DataFrame(rows))
-    assert dict(zip(runs["_label"], runs["_forgets"])) == {"Original": False, "retrain": True, "lra_npp": True,
-                                                            "finetune": False, "ga": True}
+    assert dict(zip(runs["_label"], runs["_forgets"])) == {
+        "Original": False, "retrain": True, "lra_npp": True, "finetune": False, "ga": True}
     figures.pareto(runs, tmp_path / "p.png", label="_label", eligible="_forgets")
     assert _front(drawn[-1]) == [(0.005, 0.93), (0.505, 0.95)]  # retrain, then ga; never finetune
     names = [t.get_text() for t in drawn[-1].axes[0].texts]
     assert any(t.startswith("finetune") and "does not forget" in t for t in names)
     # the rows the table marks ≈O are those the figure leaves off the front
-    from unlearn_bench.report.tables import summarize
+    from unlearn_bench.report.summary import summarize
     t = summarize(pd.DataFrame(rows), ["acc/forget_train"]).set_index("method")["acc/forget_train"]
     assert [m for m in t.index if "≈O" in t[m]] == ["finetune"]
 
 
 def test_marker_area_has_its_legend_and_spreads_show_as_bars(tmp_path, drawn):
     df = pd.DataFrame([{"method": m, "acc/forget_train": f + 0.05 * s, "acc/retain_test": 0.9 - 0.03 * s,
-                        "cost/unlearn_s": c} for m, f, c in (("a", 0.1, 0.2), ("b", 0.3, 30.0)) for s in (0, 1)])
+                        "cost/unlearn_s": c}
+                       for m, f, c in (("a", 0.1, 0.2), ("b", 0.3, 30.0)) for s in (0, 1)])
     figures.pareto(df, tmp_path / "p.png")
     ax = drawn[-1].axes[0]
     legends = [c for c in ax.get_children() if isinstance(c, type(ax.get_legend()))]
@@ -155,7 +159,8 @@ def test_sweep_lines_tick_the_swept_values_and_draw_chance(tmp_path, drawn):
 
 def test_klom_legend_sits_clear_of_the_panels(tmp_path, drawn):
     rng = np.random.default_rng(0)
-    per = {m: {"forget": rng.normal(c, 1, 50), "retain": rng.normal(6, 1, 50)} for m, c in (("a", 5), ("b", 9))}
+    per = {m: {"forget": rng.normal(c, 1, 50), "retain": rng.normal(6, 1, 50)}
+           for m, c in (("a", 5), ("b", 9))}
     figures.klom_boxes(per, 5.64, tmp_path / "k.png", "t")
     fig = drawn[-1]
     legend = fig.legends[0]
@@ -170,14 +175,15 @@ def _make_figures(runs: Path):
     import subprocess
     import sys
     stamp = f".venv/.installed-{hashlib.md5((ROOT / 'pyproject.toml').read_bytes()).hexdigest()[:8]}"
-    return subprocess.run(["make", "-s", "-o", stamp, "figures", f"RUNS={runs}", f"PY={sys.executable}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+    return subprocess.run(["make", "-s", "-o", stamp, "figures", f"RUNS={runs}", f"PY={sys.executable}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "MPLBACKEND": "Agg"})
 
 
 def _git_status() -> str:
     import subprocess
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout
 
 
 def test_make_figures_fails_on_an_empty_runs_dir_and_leaves_the_tree_as_it_was(tmp_path):
@@ -211,8 +217,10 @@ def test_make_figures_succeeds_when_one_script_rebuilt_and_writes_only_ignored_f
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps({
             "status": "ok", "method": "lra_npp", "data": "digits", "model": "mlp", "forget": "3", "seed": 0,
-            "acc/forget_train": 1.0 / h, "acc/retain_train": 0.99, "acc/retain_test": 0.97, "cost/unlearn_s": 0.1}))
-        (d / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"method": {"_target_": "x", "h": h}})))
+            "acc/forget_train": 1.0 / h, "acc/retain_train": 0.99, "acc/retain_test": 0.97,
+            "cost/unlearn_s": 0.1}))
+        cfg = OmegaConf.create({"method": {"_target_": "x", "h": h}})
+        (d / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     before = _git_status()
     try:
         r = _make_figures(tmp_path / "runs")

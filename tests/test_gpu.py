@@ -19,7 +19,8 @@ from unlearn_bench.methods.base import Regime, UnlearnData
 from unlearn_bench.methods.lra_npp import LRANPP
 from unlearn_bench.models import lenet5
 from unlearn_bench.run import pipeline
-from unlearn_bench.run.loggers import NoLogger
+from unlearn_bench.run.context import Context
+from unlearn_bench.run.models import ModelStore
 from unlearn_bench.train.loop import cross_entropy, fit, precision_scope
 
 pytestmark = [pytest.mark.gpu,
@@ -29,8 +30,8 @@ pytestmark = [pytest.mark.gpu,
 @pytest.mark.parametrize("method", ["lra_npp", "finetune", "scrub"])
 def test_pipeline_on_cuda(digits_cfg, tmp_path, method):
     extra = ["method.epochs=1"] if method == "finetune" else []
-    m = pipeline.run(digits_cfg("device=cuda", "model=lenet5", f"method={method}", "forget.classes=[3]", *extra),
-                     tmp_path / method)
+    cfg = digits_cfg("device=cuda", "model=lenet5", f"method={method}", "forget.classes=[3]", *extra)
+    m = pipeline.run(cfg, tmp_path / method)
     assert m["status"] == "ok", m.get("reason")
     assert m["original/acc/retain_test"] > 0.8  # bf16 training still learns digits
     env = json.loads((tmp_path / method / "env.json").read_text())
@@ -40,10 +41,9 @@ def test_pipeline_on_cuda(digits_cfg, tmp_path, method):
 
 
 def test_cuda_defaults_are_bf16_and_channels_last(digits_cfg):
-    ctx = pipeline.Context(digits_cfg("device=cuda", "model=lenet5"))
-    ctx.to_device()
+    ctx = Context.from_config(digits_cfg("device=cuda", "model=lenet5"))
     assert ctx.precision == "bf16-mixed" and ctx.channels_last
-    model, meta, _ = ctx.original(NoLogger())
+    model, meta, _ = ModelStore(ctx).original()
     w = [p for p in model.parameters() if p.dim() == 4][1]
     assert w.is_cuda and w.is_contiguous(memory_format=torch.channels_last)
     assert meta["spec"]["precision"] == "bf16-mixed"  # cached apart from fp32 models of the same config
@@ -73,16 +73,16 @@ def test_training_steps_do_not_synchronise_with_the_host():
     _syncs(2)  # warm-up: one-off syncs of the first CUDA work are not the fit's
     few, many = _syncs(5), _syncs(25)
     assert few >= 1, "no sync seen at all: the epoch's loss read-out should be one (is the detector working?)"
-    assert many == few, f"{few} syncs for 5 steps, {many} for 25: something in the step reads back to the host"
+    assert many == few, (f"{few} syncs for 5 steps, {many} for 25: something in the step reads back to the "
+                         f"host")
 
 
 def test_lra_npp_picks_the_same_units_on_gpu_as_on_cpu(digits_cfg, monkeypatch):
     # plain fp32 on the GPU: an earlier fit in this process may have switched TF32 on for matmuls
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    ctx = pipeline.Context(digits_cfg("device=cpu", "forget.classes=[3]"))
-    ctx.to_device()
-    model, _, _ = ctx.original(NoLogger())
+    ctx = Context.from_config(digits_cfg("device=cpu", "forget.classes=[3]"))
+    model, _, _ = ModelStore(ctx).original()
     units = {}
     for device in ("cpu", "cuda"):
         pool = ctx.subsets["unseen"]
@@ -99,9 +99,8 @@ def test_lra_npp_picks_the_same_units_on_gpu_as_on_cpu(digits_cfg, monkeypatch):
 
 
 def test_outputs_are_fp32_in_big_batches_on_cuda(digits_cfg):
-    ctx = pipeline.Context(digits_cfg("device=cuda", "model=lenet5"))
-    ctx.to_device()
-    model, _, _ = ctx.original(NoLogger())
+    ctx = Context.from_config(digits_cfg("device=cuda", "model=lenet5"))
+    model, _, _ = ModelStore(ctx).original()
     sizes = []
     hook = model.register_forward_pre_hook(lambda m, args: sizes.append(len(args[0])))
     try:

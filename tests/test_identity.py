@@ -5,7 +5,7 @@ stage layout), so a sweep resumed after an upgrade skips its finished runs and r
 import pytest
 
 from unlearn_bench.config import compose
-from unlearn_bench.run.context import Context
+from unlearn_bench.run.context import Setup
 from unlearn_bench.run.identity import HASHED_TARGETS, config_hash, setup_hash, spec_key
 
 RECORDED = [  # overrides, config_hash, setup_hash, original's cache key, oracle's cache key
@@ -31,9 +31,9 @@ def test_hashes_match_the_previous_layout(overrides, chash, shash, okey, rkey):
     assert config_hash(cfg) == chash
     assert setup_hash(cfg) == shash
     if okey is not None:
-        ctx = Context(cfg)
-        assert spec_key(ctx._spec()) == okey
-        assert spec_key(ctx._retrain_spec()) == rkey
+        setup = Setup.from_config(cfg)
+        assert spec_key(setup.spec()) == okey
+        assert spec_key(setup.retrain_spec()) == rkey
 
 
 @pytest.mark.parametrize("new,old", sorted(HASHED_TARGETS.items()))

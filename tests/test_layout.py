@@ -1,5 +1,5 @@
 """The package's shape: no import cycle among the project's modules (counting imports made inside functions,
-which hide a cycle from Python but not from a reader)."""
+which hide a cycle from Python but not from a reader), and no module longer than a reader can hold."""
 
 from __future__ import annotations
 
@@ -68,3 +68,15 @@ def test_no_import_cycle_among_the_projects_modules():
     graph = _imports()
     assert "unlearn_bench.cli" in graph and graph["unlearn_bench.cli"]  # the graph was read
     assert _cycles(graph) == []
+
+
+MAX_LINES = 300
+
+
+def test_no_module_exceeds_300_lines():
+    """A module a reader can hold at once: every module of the package, the baselines and the launchers."""
+    tops = ("unlearn_bench", "baselines", "hydra_plugins")
+    modules = [f for top in tops for f in (ROOT / top).rglob("*.py")]
+    long = {str(f.relative_to(ROOT)): n for f in sorted(modules)
+            if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines: {long}"

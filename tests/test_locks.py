@@ -28,7 +28,8 @@ with OwnedLock(sys.argv[1], "test"):
 
 
 def _holder(path, seconds):
-    p = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE,
+                         text=True)
     assert p.stdout.readline().strip() == "held"
     return p
 
@@ -82,8 +83,8 @@ def test_a_lock_file_left_by_a_dead_holder_is_broken_where_the_os_has_no_locks(t
     assert "the lock's holder is gone" in caplog.text
 
 
-def test_a_live_holder_that_stopped_beating_is_reported_and_a_bounded_wait_ends_in_one_line(tmp_path, monkeypatch,
-                                                                                        caplog):
+def test_a_live_holder_that_stopped_beating_is_reported_and_a_bounded_wait_ends_in_one_line(
+        tmp_path, monkeypatch, caplog):
     path = tmp_path / "k.lock"
     p = _holder(path, 30)
     try:

@@ -14,7 +14,8 @@ from unlearn_bench.methods.lra_npp import LRANPP, forget_share, pool_halves
 from unlearn_bench.methods.lra_npp.paths import path_masks, perturb, resolve_layers
 from unlearn_bench.models import cnn_paper, mlp, resnet18
 from unlearn_bench.run import pipeline
-from unlearn_bench.run.loggers import NoLogger
+from unlearn_bench.run.context import Context
+from unlearn_bench.run.models import ModelStore
 
 FORGET = 3
 
@@ -34,9 +35,8 @@ def digits(cache_dir):
     from unlearn_bench.config import compose
     cfg = compose(["data=digits", "model=mlp", "progress=false", f"cache_dir={cache_dir}",
                    f"forget.classes=[{FORGET}]"])
-    ctx = pipeline.Context(cfg)
-    ctx.to_device()
-    model, _, _ = ctx.original(NoLogger())
+    ctx = Context.from_config(cfg)
+    model, _, _ = ModelStore(ctx).original()
     return ctx, model
 
 
@@ -44,7 +44,8 @@ def zero_shot(ctx, seed=0, unseen_retain=False):
     def no_oracle():
         raise AssertionError("zero-shot LRA-NPP asked for the retrain oracle")
     return UnlearnData(Regime.ZERO_SHOT, "lra_npp", 10, [FORGET], "cpu", seed, None,
-                       _sets={"retain": Untouchable(), "forget": Untouchable(), "unseen": ctx.subsets["unseen"]},
+                       _sets={"retain": Untouchable(), "forget": Untouchable(),
+                              "unseen": ctx.subsets["unseen"]},
                        _unseen_retain=ctx.unseen_retain if unseen_retain else None, _oracle=no_oracle)
 
 
@@ -133,7 +134,7 @@ def test_layer_wise_edit_is_the_union_of_reported_paths(digits):
     heads, convs = method.report["layers"]
     assert (heads["h"], convs["h"]) == (12, 6)  # H scales with width: 12 of 64 units, 6 of 32 channels
     want = {}
-    for layer, rep in zip(resolve_layers(out, ["head", "features.2"]), (heads, convs)):
+    for layer, rep in zip(resolve_layers(out, ["head", "features.2"]), (heads, convs), strict=True):
         for k, m in path_masks(out, layer, torch.tensor(rep["units"]), "auto", [FORGET]).items():
             want[k] = want[k] | m if k in want else m
     got = changed(before, out.state_dict())
@@ -151,7 +152,8 @@ def test_noise_ops_edit_the_same_weights_as_zero(digits):
         out, units[op] = run(model, LRANPP(k=25, h=40, op=op), zero_shot(ctx))
         diffs[op] = changed(before, out.state_dict())
     assert units["zero"] == units["gaussian"] == units["laplace"]
-    assert set(diffs["zero"]) == {"fc2.weight", "head.weight"}  # the bias entries are kept, as the authors keep them
+    # the bias entries are kept, as the authors keep them
+    assert set(diffs["zero"]) == {"fc2.weight", "head.weight"}
     for op in ("gaussian", "laplace"):
         assert set(diffs[op]) == set(diffs["zero"])
         for k in diffs["zero"]:
@@ -256,7 +258,8 @@ def test_a_model_without_feature_layer_is_told_how_to_name_it():
     from unlearn_bench.errors import ConfigError
     from unlearn_bench.methods.lra_npp.paths import resolve_layers
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
-    with pytest.raises(ConfigError, match=r"does not name its classifier layer; fix: set model.feature_layer \(one of 1, 3\)"):
+    with pytest.raises(ConfigError, match=r"does not name its classifier layer; fix: set "
+                                          r"model.feature_layer \(one of 1, 3\)"):
         resolve_layers(model, None)
     model.feature_layer, model.feature_source = "3", "1"
     (unit,) = resolve_layers(model, None)

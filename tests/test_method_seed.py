@@ -25,7 +25,8 @@ def test_method_seeds_share_one_original_and_oracle_and_redraw_the_unseen_images
     # one original and one oracle: the second run loads both from the cache
     assert first["original_cache_hit"] is False and second["original_cache_hit"] is True
     assert second["eval/retrain_cache_hit"] is True
-    assert len(list((cache / "original").glob("*.pt"))) == 1 and len(list((cache / "retrain").glob("*.pt"))) == 1
+    assert len(list((cache / "original").glob("*.pt"))) == 1
+    assert len(list((cache / "retrain").glob("*.pt"))) == 1
     same = [k for k in first if k.startswith(("original/", "retrain/acc/"))]
     assert same and all(first[k] == second[k] for k in same)
     # another draw of the N unseen images: other top-K occurrence counts, hence (usually) other units

@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 
 from unlearn_bench.eval import suite as eval_suite
+from unlearn_bench.eval.family import shipped
 from unlearn_bench.metrics.info import METRIC_INFO
 from unlearn_bench.run import pipeline
+from unlearn_bench.run.identity import LEGACY_FAMILIES
 
 FMNIST_DIR = Path(os.environ.get("UNLEARN_BENCH_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 # Not produced by eval=fast runs (they need shadows, N-model ensembles or timing, not an oracle's value)
-UNMEASURED = {"mia/ulira_auc", "mia/ulira_bal_acc", "mia/ulira_tpr_at_1fpr", "fq/score", "fq/forgetting_quality",
+UNMEASURED = {"mia/ulira_auc", "mia/ulira_bal_acc", "mia/ulira_tpr_at_1fpr", "fq/score",
+              "fq/forgetting_quality",
               *(k for k in METRIC_INFO if k.startswith(("klom/", "cost/")))}
 REF_TOL = 0.1  # |oracle - stated reference| allowed for a reference stated as a number
 SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen")
@@ -27,7 +30,10 @@ SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen"
 
 def _run_pair(root: Path, overrides: list[str]) -> tuple[dict, dict, dict]:
     from unlearn_bench.config import compose
-    common = [*overrides, "progress=false", "eval.retrain=true", "eval.relearn=true"]
+    # every family: one that no level lists (e.g. entropy) is checked too
+    families = [*LEGACY_FAMILIES, *sorted(set(shipped()) - set(LEGACY_FAMILIES))]
+    common = [*overrides, "progress=false", "eval.retrain=true", "eval.relearn=true",
+              f"eval.families=[{','.join(families)}]"]
     none = pipeline.run(compose([*common, "method=none"]), root / "none")
     oracle = pipeline.run(compose([*common, "method=retrain"]), root / "retrain")
     with np.load(root / "none" / "predictions.npz") as z:
@@ -69,7 +75,8 @@ def _better(direction: str, a: float, b: float, margin: float) -> bool:
 
 
 def _noise(m: dict, key: str, draws: int) -> float:
-    """Two standard errors of a mean over ``draws`` attack draws (0 for a metric without draws), and rounding."""
+    """Two standard errors of a mean over ``draws`` attack draws (0 for a metric without draws), and
+    rounding."""
     return 2.0 * float(m.get(f"{key}_std") or 0.0) / np.sqrt(draws) + 1e-9
 
 
@@ -85,7 +92,8 @@ def check_directions(none: dict, oracle: dict, collapsed: dict[str, dict], num_c
         checked.add(key)
         v = float(oracle[key])
         if f"retrain/{key}" in none and key not in ("relearn/steps", "relearn/ain", "relearn/reached"):
-            assert none[f"retrain/{key}"] == pytest.approx(v, abs=1e-9), key  # one oracle, seen from both runs
+            # one oracle, seen from both runs
+            assert none[f"retrain/{key}"] == pytest.approx(v, abs=1e-9), key
         ref = _numeric_reference(info.retrain_reference)
         if ref is not None and not np.isnan(v) and abs(v - ref) > REF_TOL:
             problems.append(f"{key}: oracle {v:.3f}, stated reference {info.retrain_reference!r}")
@@ -97,12 +105,12 @@ def check_directions(none: dict, oracle: dict, collapsed: dict[str, dict], num_c
             continue
         margin = _noise(oracle, key, draws)
         if key in none and _better(info.direction, none[key], v, margin + _noise(none, key, draws) + 0.02):
-            problems.append(f"{key} ({info.direction}): the original ({none[key]:.3f}) ranks above the oracle "
-                            f"({v:.3f})")
+            problems.append(f"{key} ({info.direction}): the original ({none[key]:.3f}) ranks above the "
+                            f"oracle ({v:.3f})")
         for kind, m in collapsed.items():
             if key in m and _better(info.direction, m[key], v, margin + _noise(m, key, draws)):
-                problems.append(f"{key} ({info.direction}): a collapsed model ({kind}: {m[key]:.3f}) ranks above "
-                                f"the oracle ({v:.3f})")
+                problems.append(f"{key} ({info.direction}): a collapsed model ({kind}: {m[key]:.3f}) ranks "
+                                f"above the oracle ({v:.3f})")
     if keys is None:  # a new metric is checked here or named in UNMEASURED
         assert {k for k, i in METRIC_INFO.items() if i.direction != "n/a"} - UNMEASURED == checked
     return problems
@@ -134,16 +142,19 @@ def test_the_check_catches_the_old_statements(monkeypatch):
     assert check_directions(none, oracle, collapsed, 10, keys) == []
     old = {"mia/entropy_member_rate": ("lower", "compare with Retrain (~ 0)"), "mia/fr": ("higher", "~ 1")}
     for key, (direction, ref) in old.items():
-        monkeypatch.setitem(METRIC_INFO, key, METRIC_INFO[key]._replace(direction=direction, retrain_reference=ref))
+        stated = METRIC_INFO[key]._replace(direction=direction, retrain_reference=ref)
+        monkeypatch.setitem(METRIC_INFO, key, stated)
     problems = check_directions(none, oracle, collapsed, 10, keys)
     assert len(problems) == 2 and all("collapsed model" in p for p in problems)
     oracle["mia/fr"] = 0.85  # 0.15 from the stated "~ 1": the reference itself is contradicted too
     assert any("stated reference '~ 1'" in p for p in check_directions(none, oracle, collapsed, 10, keys))
-    assert _numeric_reference("0 (by definition)") == 0.0 and _numeric_reference("retrain's RA (~ original)") is None
+    assert _numeric_reference("0 (by definition)") == 0.0
+    assert _numeric_reference("retrain's RA (~ original)") is None
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FMNIST_DIR.is_dir(), reason=f"Fashion-MNIST not at {FMNIST_DIR} (dataset-fashion-mnist)")
+@pytest.mark.skipif(not FMNIST_DIR.is_dir(),
+                    reason=f"Fashion-MNIST not at {FMNIST_DIR} (dataset-fashion-mnist)")
 def test_directions_on_the_fashion_mnist_default(tmp_path, cache_dir):
     none, oracle, arrays = _run_pair(tmp_path, ["experiment=default", f"cache_dir={cache_dir}",
                                                 f"data.system_dirs=[{FMNIST_DIR}]", "data.download=false"])

@@ -117,7 +117,8 @@ def test_a_validation_error_is_recorded_only_in_a_folder_without_a_finished_run(
     busy.mkdir()
     holder = subprocess.Popen(  # another process is writing this folder: its record is its own
         [sys.executable, "-c", "import sys, time\nfrom unlearn_bench.run.rundir import run_lock\n"
-         "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+         "with run_lock(__import__('pathlib').Path(sys.argv[1])):\n"
+         " print('held', flush=True); time.sleep(60)",
          str(busy)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -213,7 +214,8 @@ def test_a_single_run_ends_with_its_metrics_file_and_the_next_command(single):
     m = json.loads((cwd / "runs/adhoc/digits-mlp/finetune/forget3-seed0/metrics.json").read_text())
     shown = lines[-2].split()
     assert shown[0::2][:4] == ["acc/forget_train", "acc/forget_test", "acc/retain_test", "acc/test"]
-    assert shown[0::2][4:] == (["gap/avg_to_retrain"] if "gap/avg_to_retrain" in m else [])  # an oracle cached
+    # the Avg. Gap when an oracle is cached
+    assert shown[0::2][4:] == (["gap/avg_to_retrain"] if "gap/avg_to_retrain" in m else [])
     assert [float(v) for v in shown[1::2]] == [round(m[k], 4) for k in shown[0::2]]  # the file's numbers
     assert lines[-1] == "next: unlearn-bench-report runs/adhoc"
 

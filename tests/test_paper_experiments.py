@@ -38,7 +38,8 @@ def test_every_paper_experiment_is_covered():
 def _grid(cfg) -> list[dict]:
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     keys = list(params)
-    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*(str(params[k]).split(",") for k in keys))]
+    values = (str(params[k]).split(",") for k in keys)
+    return [dict(zip(keys, v, strict=True)) for v in itertools.product(*values)]
 
 
 @pytest.mark.parametrize("name", PAPER)
@@ -46,7 +47,8 @@ def test_paper_experiment_is_the_authors_setup(name):
     _, data, cls, k, h, width = AUTHORS[name]
     cfg = compose([f"experiment={name}"])
     assert cfg.hydra.runtime.choices.data == data and list(cfg.forget.classes) == [cls]
-    assert cfg.eval.retrain and "unseen-${forget.unseen.source}" in OmegaConf.to_container(cfg.hydra.sweep)["subdir"]
+    subdir = OmegaConf.to_container(cfg.hydra.sweep)["subdir"]
+    assert cfg.eval.retrain and "unseen-${forget.unseen.source}" in subdir
     grid = _grid(cfg)
     assert {j["method"] for j in grid} == {"none", "retrain", "lra_npp", "lra_npp_gn", "lra_npp_ln"}
     assert {j["forget.unseen.source"] for j in grid} == {"holdout", "test"}
@@ -77,7 +79,8 @@ def fabricated(tmp_path_factory):
 
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_experiment_validates_every_job_on_real_format_files(name, fabricated, tmp_path):
-    base = [f"experiment={name}", f"data.root={fabricated}", "data.download=false", f"cache_dir={tmp_path}", *TINY]
+    base = [f"experiment={name}", f"data.root={fabricated}", "data.download=false", f"cache_dir={tmp_path}",
+            *TINY]
     for job in _grid(compose([f"experiment={name}"])):
         if job["seed"] != "42":
             continue  # seeds change nothing that is validated before training
@@ -88,12 +91,14 @@ def test_paper_experiment_validates_every_job_on_real_format_files(name, fabrica
 
 def _cli(args, cwd: Path, timeout: int = 1500):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
-    r = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env, check=False)
+    r = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env,
+                       check=False)
     assert r.returncode == 0, r.stderr[-3000:]
 
 
 def _analyze(name: str, argv: list[str]):
-    spec = importlib.util.spec_from_file_location(f"analyze_{name}", ROOT / "experiments" / name / "analyze.py")
+    spec = importlib.util.spec_from_file_location(f"analyze_{name}",
+                                                  ROOT / "experiments" / name / "analyze.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.main(argv)
@@ -109,7 +114,8 @@ def test_paper_experiment_runs_its_grid_end_to_end(name, fabricated, tmp_path):
     base = ["-m", f"experiment={name}", f"data.root={fabricated}", "data.download=false", "model=mlp",
             "train.epochs=2", "seed=42,142", f"runs_dir={runs}", f"cache_dir={tmp_path / 'cache'}", *TINY]
     _cli(base + ["method=none,retrain"], tmp_path)
-    _cli(base + ["method=lra_npp,lra_npp_gn,lra_npp_ln", "++method.n=4"], tmp_path)  # ++: the first compose has method=none
+    # ++: the first compose has method=none, which has no n
+    _cli(base + ["method=lra_npp,lra_npp_gn,lra_npp_ln", "++method.n=4"], tmp_path)
     done = sorted(runs.rglob("metrics.json"))
     assert len(done) == 5 * 2 * 2 and all(json.loads(p.read_text())["status"] == "ok" for p in done)
     out = tmp_path / "analysis"
@@ -118,7 +124,8 @@ def test_paper_experiment_runs_its_grid_end_to_end(name, fabricated, tmp_path):
         t = pd.read_csv(out / f"table_{data}_{source}.csv")
         assert list(t.columns[-6:]) == ["At", "Ag", "Fr", "Fs", "Time (s)", "G (MiB)"]
         ours = t[~t["method"].str.endswith("(authors)")]
-        assert ours["method"].tolist() == ["Original", "retrain", "lra_npp", "lra_npp_gn", "lra_npp_ln", "none"]
+        assert ours["method"].tolist() == ["Original", "retrain", "lra_npp", "lra_npp_gn", "lra_npp_ln",
+                                           "none"]
         assert (ours["n"] == 2).all()
         assert t[t["method"] == "lra_npp (authors)"]["At"].str.match(r"\d\.\d{3} ± \d\.\d{3}").all()
         assert (out / f"pareto_{data}_{source}.png").stat().st_size > 1000

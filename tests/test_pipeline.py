@@ -11,7 +11,7 @@ import torch
 from unlearn_bench.data.batches import Normalizer
 from unlearn_bench.errors import ConfigError, RegimeError
 from unlearn_bench.methods.base import Regime, Subset, UnlearnData
-from unlearn_bench.run import context, pipeline
+from unlearn_bench.run import models, pipeline
 from unlearn_bench.run.store import load_results
 from unlearn_bench.train import loop as training
 
@@ -40,7 +40,7 @@ def test_second_run_hits_the_cache(digits_cfg, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("the original model was retrained")
-    monkeypatch.setattr(context, "fit", boom)
+    monkeypatch.setattr(models, "fit", boom)
     m = pipeline.run(digits_cfg("forget.classes=[2]"), tmp_path / "b")
     assert m["original_cache_hit"] is True
 
@@ -69,12 +69,14 @@ def test_regime_is_enforced():
         data.retrain_oracle()
     with pytest.raises(RegimeError):
         _ = data.unseen_retain
-    forget_only = UnlearnData(Regime.FORGET_ONLY, "m", 10, [0], "cpu", 0, None, _sets={"forget": s, "unseen": s})
+    forget_only = UnlearnData(Regime.FORGET_ONLY, "m", 10, [0], "cpu", 0, None,
+                              _sets={"forget": s, "unseen": s})
     assert forget_only.forget is s
     for name in ("retain", "unseen"):  # forget-only means D_f alone, not the unseen pool too
         with pytest.raises(RegimeError):
             _ = getattr(forget_only, name)
-    full = UnlearnData(Regime.FULL, "m", 10, [0], "cpu", 0, None, _sets={"retain": s, "forget": s, "unseen": s})
+    full = UnlearnData(Regime.FULL, "m", 10, [0], "cpu", 0, None,
+                       _sets={"retain": s, "forget": s, "unseen": s})
     assert full.retain is s and full.forget is s
     with pytest.raises(RegimeError):
         _ = full.unseen
@@ -85,8 +87,8 @@ def test_regime_is_enforced():
 def test_report_never_pools_different_setups(digits_cfg, tmp_path):
     from unlearn_bench.report.tables import summarize
     a = pipeline.run(digits_cfg("forget.classes=[1]"), tmp_path / "a")
-    b = pipeline.run(digits_cfg("forget.classes=[1]", "forget.unseen.source=test", "forget.unseen.per_class=20"),
-                     tmp_path / "b")
+    b = pipeline.run(digits_cfg("forget.classes=[1]", "forget.unseen.source=test",
+                                "forget.unseen.per_class=20"), tmp_path / "b")
     c = pipeline.run(digits_cfg("forget.classes=[2]"), tmp_path / "c")
     assert a["setup"] != b["setup"] and a["setup"] == c["setup"]  # forget classes are not part of a setup
     table = summarize(load_results(tmp_path))
@@ -116,8 +118,9 @@ def test_cli_unknown_method_lists_options(tmp_path):
 
 
 def test_cli_bad_forget_class_is_one_line(tmp_path, cache_dir):
-    r = subprocess.run([sys.executable, "-m", "unlearn_bench.cli", "forget.classes=[42]", f"runs_dir={tmp_path}",
-                        f"cache_dir={cache_dir}"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "unlearn_bench.cli", "forget.classes=[42]",
+                        f"runs_dir={tmp_path}", f"cache_dir={cache_dir}"], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: forget class")
     assert not list(tmp_path.rglob("metrics.json"))
@@ -139,38 +142,44 @@ def test_reference_attacks_are_computed_once_per_sweep(digits_cfg, tmp_path, mon
     real = eval_suite.population_mias
     monkeypatch.setattr(eval_suite, "population_mias", lambda *a, **k: calls.append(1) or real(*a, **k))
     own = f"cache_dir={tmp_path / 'cache'}"  # a private cache: no earlier test may have filled it
-    first = pipeline.run(digits_cfg("method=finetune", "method.epochs=1", "eval.retrain=true", own), tmp_path / "a")
+    first = pipeline.run(digits_cfg("method=finetune", "method.epochs=1", "eval.retrain=true", own),
+                         tmp_path / "a")
     assert len(calls) == 3  # original, oracle, unlearned
     second = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true", own),
                           tmp_path / "b")
     assert len(calls) == 4  # only the unlearned model's
     for k in ("original/mia/svc_confidence", "original/mia/fr", "retrain/mia/entropy_member_rate"):
         assert second[k] == first[k]
-    third = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true", "eval.seed=1",
-                                    own), tmp_path / "c")
+    third = pipeline.run(digits_cfg("method=grad_ascent", "method.epochs=1", "eval.retrain=true",
+                                    "eval.seed=1", own), tmp_path / "c")
     assert len(calls) == 7 and "original/mia/svc_confidence" in third  # another attacker seed: recomputed
 
 
 def test_norm_stats_reach_the_unlearning_step_but_not_the_reference_models(digits_cfg, tmp_path, monkeypatch):
     from unlearn_bench.methods.base import Regime
     from unlearn_bench.methods.identity import Identity
-    from unlearn_bench.run import context
     from unlearn_bench.train import loop as training
     seen = {}
-    real_fit = context.fit
+    real_fit = training.fit
 
-    def spy_fit(*a, **k):
-        seen.setdefault("reference", set()).add(training._norm_stats.get())
+    def spy_fit(*a, **k):  # every training of the run: the models the store trains and the method's own
+        seen.setdefault("fits", []).append(k.get("norm_stats"))
         return real_fit(*a, **k)
 
     def spy_unlearn(self, model, data):
-        seen["unlearn"] = training._norm_stats.get()
-        data.retrain_oracle()  # a method that needs the oracle may train it lazily, inside the unlearning step
+        seen["unlearn"] = data.norm_stats
+        # a method that needs the oracle may train it lazily, inside the unlearning step
+        data.retrain_oracle()
+        data.fit(model, data.retain.batches(64, seed=0), training.cross_entropy(),
+                 lambda p: torch.optim.SGD(p, lr=0.0), epochs=1)
         return model
 
-    monkeypatch.setattr(context, "fit", spy_fit)
+    monkeypatch.setattr(models, "fit", spy_fit)
+    monkeypatch.setattr(training, "fit", spy_fit)
     monkeypatch.setattr(Identity, "unlearn", spy_unlearn)
     monkeypatch.setattr(Identity, "needs_oracle", True)
     monkeypatch.setattr(Identity, "regime", Regime.FULL)
     m = pipeline.run(digits_cfg("method=none", "norm_stats=frozen", "train.epochs=1"), tmp_path / "run")
-    assert m["status"] == "ok" and seen["unlearn"] == "frozen" and seen["reference"] == {"update"}
+    # original, oracle (trained lazily inside the step): update; the method's own training: frozen
+    assert m["status"] == "ok" and seen["unlearn"] == "frozen"
+    assert seen["fits"] == ["update", "update", "frozen"]

@@ -1,4 +1,5 @@
-"""Tests for unlearn_bench.methods.lra_npp.relevance: LRP via zennit, BatchNorm folding, top-K unit selection."""
+"""Tests for unlearn_bench.methods.lra_npp.relevance: LRP via zennit, BatchNorm folding, top-K unit
+selection."""
 
 from collections import OrderedDict
 
@@ -24,7 +25,8 @@ def conv_mlp(seed: int = 0) -> nn.Module:
     model = nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(3, 6, 3, padding=1)), ("relu1", nn.ReLU()), ("pool", nn.MaxPool2d(2)),
         ("conv2", nn.Conv2d(6, 8, 3, padding=1)), ("relu2", nn.ReLU()), ("gap", nn.AdaptiveAvgPool2d(2)),
-        ("flatten", nn.Flatten()), ("fc1", nn.Linear(32, 16)), ("relu3", nn.ReLU()), ("head", nn.Linear(16, 5)),
+        ("flatten", nn.Flatten()), ("fc1", nn.Linear(32, 16)), ("relu3", nn.ReLU()),
+        ("head", nn.Linear(16, 5)),
     ]))
     model.feature_layer = "head"
     return model.eval()
@@ -34,7 +36,8 @@ def bn_model(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = nn.Sequential(OrderedDict([
         ("conv1", nn.Conv2d(3, 6, 3, padding=1)), ("bn1", nn.BatchNorm2d(6)), ("relu1", nn.ReLU()),
-        ("conv2", nn.Conv2d(6, 8, 3, padding=1, bias=False)), ("bn2", nn.BatchNorm2d(8)), ("relu2", nn.ReLU()),
+        ("conv2", nn.Conv2d(6, 8, 3, padding=1, bias=False)), ("bn2", nn.BatchNorm2d(8)),
+        ("relu2", nn.ReLU()),
         ("flatten", nn.Flatten()), ("fc1", nn.Linear(8 * 8 * 8, 16)), ("bn3", nn.BatchNorm1d(16)),
         ("relu3", nn.ReLU()), ("head", nn.Linear(16, 5)),
     ]))
@@ -118,7 +121,8 @@ def test_batched_equals_per_image():
         batch, pred = layer_relevance(model, x, names, rule=rule)
         singles = [layer_relevance(model, x[i:i + 1], names, rule=rule) for i in range(len(x))]
         for name in names:
-            torch.testing.assert_close(batch[name], torch.cat([s[0][name] for s in singles]), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(batch[name], torch.cat([s[0][name] for s in singles]), atol=1e-5,
+                                       rtol=1e-5)
         assert torch.equal(pred, torch.cat([s[1] for s in singles]))
         heat = input_relevance(model, x, rule=rule)
         torch.testing.assert_close(heat, torch.cat([input_relevance(model, x[i:i + 1], rule=rule)

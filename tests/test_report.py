@@ -1,6 +1,6 @@
 import pandas as pd
 
-from unlearn_bench.report.tables import summarize
+from unlearn_bench.report.summary import summarize
 
 
 def _row(method, status="ok", seed=0, **m):
@@ -44,7 +44,7 @@ def test_report_on_a_missing_folder_says_so(tmp_path):
 
 
 def test_report_md_adds_a_reference_model_table_only_when_runs_have_full_eval_metrics(tmp_path):
-    from unlearn_bench.report.tables import markdown_report
+    from unlearn_bench.report.markdown import markdown_report
     fast = pd.DataFrame([_row(m, **{"acc/forget_train": 0.5, "original/acc/forget_train": 1.0})
                          for m in ("retrain", "lra_npp")])
     md = markdown_report(fast, tmp_path / "fast", figures=False)
@@ -63,13 +63,14 @@ def test_report_md_adds_a_reference_model_table_only_when_runs_have_full_eval_me
 def test_report_md_draws_per_example_klom_when_runs_saved_it(tmp_path):
     import numpy as np
 
-    from unlearn_bench.report.tables import markdown_report
+    from unlearn_bench.report.markdown import markdown_report
     rows = []
     for i, (m, centre) in enumerate((("retrain", 5.6), ("lra_npp", 10.5))):
         d = tmp_path / "runs" / m
         d.mkdir(parents=True)
         rng = np.random.default_rng(i)
-        np.savez(d / "predictions.npz", klom_forget=rng.normal(centre, 1, 40), klom_retain=rng.normal(6, 1, 90))
+        np.savez(d / "predictions.npz", klom_forget=rng.normal(centre, 1, 40),
+                 klom_retain=rng.normal(6, 1, 90))
         rows.append(_row(m, run_dir=str(d), **{"klom/forget_mean": centre, "eval/klom_null_mean": 5.64,
                                                "eval/fq_runs": 10, "acc/forget_train": 0.0,
                                                "acc/retain_test": 0.9, "original/acc/forget_train": 1.0,
@@ -86,7 +87,7 @@ def test_klom_figure_keeps_forget_sets_apart_and_survives_a_damaged_file(tmp_pat
     import numpy as np
 
     from unlearn_bench.report import figures
-    from unlearn_bench.report.tables import _klom_figure
+    from unlearn_bench.report.markdown import _klom_figure
     rows = []
     for forget in ("3", "5"):
         d = tmp_path / forget
@@ -106,7 +107,8 @@ def test_klom_figure_keeps_forget_sets_apart_and_survives_a_damaged_file(tmp_pat
 
 def _seeds(method, seeds=(0,), mseeds=(0,), **metrics):
     """One row per (seed, method seed); a metric given as a callable gets (seed, method seed)."""
-    return [_row(method, seed=s, method_seed=m, **{k: v(s, m) if callable(v) else v for k, v in metrics.items()})
+    return [_row(method, seed=s, method_seed=m,
+                 **{k: v(s, m) if callable(v) else v for k, v in metrics.items()})
             for s in seeds for m in mseeds]
 
 
@@ -138,16 +140,17 @@ def test_a_row_within_noise_of_retrain_is_marked_and_one_run_without_draws_is_no
     # the value is a mean over R = 25 draws: its draw noise is 0.1 / 5, sqrt(2 x (0.0141^2 + 0.02^2)) = 0.035
     averaged = summarize(wide.assign(**{"eval/mia_draws": 25}), columns=["mia/fr"]).set_index("method")
     assert averaged.loc["near", "mia/fr"] == "0.810 ± 0.014 (draws ± 0.100)"  # the cell shows one draw's std
-    single = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0}) + _seeds("x", **{"acc/forget_train": 0.0}))
-    assert summarize(single, columns=["acc/forget_train"]).set_index("method").loc["x", "acc/forget_train"] == "0.000"
+    at = "acc/forget_train"
+    single = pd.DataFrame(_seeds("retrain", **{at: 0.0}) + _seeds("x", **{at: 0.0}))
+    assert summarize(single, columns=[at]).set_index("method").loc["x", at] == "0.000"
     # one run against a Retrain row that has a spread: still no measured spread of its own, so no mark
     one = pd.DataFrame(_seeds("retrain", seeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.05 * s})
                        + _seeds("x", **{"acc/forget_train": 0.03}))
-    assert summarize(one, columns=["acc/forget_train"]).set_index("method").loc["x", "acc/forget_train"] == "0.030"
+    assert summarize(one, columns=[at]).set_index("method").loc["x", at] == "0.030"
 
 
 def test_original_rows_keep_the_runs_number_of_attack_draws():
-    from unlearn_bench.report.tables import _original_rows
+    from unlearn_bench.report.summary import _original_rows
     df = pd.DataFrame(_seeds("lra_npp", seeds=(0, 1), **{"original/mia/fr": 0.1, "original/mia/fr_std": 0.3,
                                                          "eval/mia_draws": 50}))
     orig = _original_rows(df, ["data", "model", "forget"])
@@ -158,20 +161,23 @@ def test_the_original_appears_once_unless_none_differs_from_it():
     orig = {"original/acc/forget_train": 1.0, "original/acc/retain_test": 0.9}
     same = pd.DataFrame(_seeds("none", seeds=(0, 1), mseeds=(0, 1), **{"acc/forget_train": 1.0,
                                                                       "acc/retain_test": 0.9, **orig})
-                        + _seeds("lra_npp", seeds=(0, 1), **{"acc/forget_train": 0.0, "acc/retain_test": 0.8, **orig}))
+                        + _seeds("lra_npp", seeds=(0, 1), **{"acc/forget_train": 0.0, "acc/retain_test": 0.8,
+                                                             **orig}))
     t = summarize(same, columns=["acc/forget_train", "acc/retain_test"])
     assert t["method"].tolist() == ["Original", "lra_npp"]
     assert t.set_index("method").loc["Original", "n"] == 2  # one per seed, whatever the method seeds
     differs = same.assign(**{"acc/retain_test": [0.7] * 4 + [0.8] * 2})
     t = summarize(differs, columns=["acc/forget_train", "acc/retain_test"])
-    assert t["method"].tolist() == ["Original", "lra_npp", "none"]  # a no-op that changed the model: a control
+    # a no-op that changed the model: a control
+    assert t["method"].tolist() == ["Original", "lra_npp", "none"]
 
 
 def test_method_seeds_count_as_runs_in_the_table_and_once_per_seed_in_the_paired_test():
     from unlearn_bench.report import stats
     df = pd.DataFrame(
         _seeds("retrain", seeds=(0, 1, 2), mseeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.01 * s})
-        + _seeds("lra_npp", seeds=(0, 1, 2), mseeds=(0, 1, 2), **{"acc/forget_train": lambda s, m: 0.1 * s + 0.01 * m})
+        + _seeds("lra_npp", seeds=(0, 1, 2), mseeds=(0, 1, 2),
+                 **{"acc/forget_train": lambda s, m: 0.1 * s + 0.01 * m})
     ).assign(**{"cfg/method.h": float("nan")})  # a setting no run has: blank keys still group
     assert summarize(df, columns=["acc/forget_train"]).set_index("method").loc["lra_npp", "n"] == 9
     comp = stats.compare_to_reference(df, ["acc/forget_train"]).set_index("method").loc["lra_npp"]
@@ -181,25 +187,28 @@ def test_method_seeds_count_as_runs_in_the_table_and_once_per_seed_in_the_paired
 
 def test_one_pair_prints_no_spread_instead_of_a_ci_and_tests():
     from unlearn_bench.report import stats
-    df = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0}) + _seeds("ssd", **{"acc/forget_train": 0.8}))
+    df = pd.DataFrame(_seeds("retrain", **{"acc/forget_train": 0.0})
+                      + _seeds("ssd", **{"acc/forget_train": 0.8}))
     comp = stats.compare_to_reference(df, ["acc/forget_train"])
     cells = stats.format_comparison(comp).iloc[0]
     assert cells["diff (95% CI)"] == "+0.800 (n = 1: no spread)"
     assert cells["t-test p"] == cells["Wilcoxon p"] == "—" and "[" not in cells["diff (95% CI)"]
     two = pd.DataFrame(_seeds("retrain", seeds=(0, 1), **{"acc/forget_train": 0.0})
                        + _seeds("ssd", seeds=(0, 1), **{"acc/forget_train": lambda s, m: 0.8 + 0.1 * s}))
-    assert "[" in stats.format_comparison(stats.compare_to_reference(two, ["acc/forget_train"])).iloc[0]["diff (95% CI)"]
+    comp = stats.compare_to_reference(two, ["acc/forget_train"])
+    assert "[" in stats.format_comparison(comp).iloc[0]["diff (95% CI)"]
 
 
 def test_every_pareto_point_is_one_table_row_with_the_same_n(tmp_path):
     from unlearn_bench.report import figures
-    from unlearn_bench.report.tables import pareto_runs
+    from unlearn_bench.report.summary import pareto_runs
     orig = {"original/acc/forget_train": 1.0, "original/acc/retain_test": 0.9}
     rows = []
     for forget in ("0", "1"):
         rows += [{**r, "forget": forget} for r in
                  _seeds("none", seeds=(0, 1), **{"acc/forget_train": 1.0, "acc/retain_test": 0.9, **orig})
-                 + _seeds("retrain", seeds=(0, 1), **{"acc/forget_train": 0.0, "acc/retain_test": 0.9, **orig})
+                 + _seeds("retrain", seeds=(0, 1),
+                          **{"acc/forget_train": 0.0, "acc/retain_test": 0.9, **orig})
                  + _seeds("ssd", seeds=(0, 1), mseeds=(0, 1, 2),
                           **{"acc/forget_train": 0.0, "acc/retain_test": 0.8, **orig})]
         for h in (5, 40):  # a swept setting: one row per value
@@ -208,7 +217,8 @@ def test_every_pareto_point_is_one_table_row_with_the_same_n(tmp_path):
                                                                        "acc/retain_test": 0.8, **orig})]
     df = pd.DataFrame(rows)
     table = summarize(df, columns=["acc/forget_train", "acc/retain_test"], by=["cfg/method.h"])
-    want = {f"{r.method} forget={r.forget}" + (f" h={int(r['cfg/method.h'])}" if r["cfg/method.h"] != "" else ""): r.n
+    want = {f"{r.method} forget={r.forget}"
+            + (f" h={int(r['cfg/method.h'])}" if r["cfg/method.h"] != "" else ""): r.n
             for _, r in table.iterrows()}
     points = figures.pareto_points(pareto_runs(df, ["cfg/method.h"]), label="_label")
     assert points["n"].to_dict() == want

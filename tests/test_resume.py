@@ -12,7 +12,8 @@ from torch import nn
 
 from unlearn_bench.data.batches import Normalizer, TensorBatches
 from unlearn_bench.run.cache import ModelCache
-from unlearn_bench.train.loop import Resume, ThrottledProgressBar, cross_entropy, fit
+from unlearn_bench.train.loop import Resume, cross_entropy, fit
+from unlearn_bench.train.progress import EpochBar, describe
 
 EPOCHS = 4
 
@@ -56,7 +57,8 @@ def _train(model, resume=None, stop_at_step=None):
 
 
 def _same(a: nn.Module, b: nn.Module) -> bool:
-    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    return all(torch.equal(p, q) for p, q in pairs)
 
 
 def test_a_stopped_training_resumes_to_the_uninterrupted_weights(tmp_path, caplog):
@@ -130,14 +132,17 @@ def test_the_cache_resumes_an_entry_and_removes_its_saved_epoch(tmp_path):
 
 
 def test_a_plain_training_callable_still_works(tmp_path):
-    model, _, hit = ModelCache(tmp_path).get_or_train("original", {"s": 2}, lambda: nn.Linear(3, 2), lambda m: {})
+    model, _, hit = ModelCache(tmp_path).get_or_train("original", {"s": 2}, lambda: nn.Linear(3, 2),
+                                                      lambda m: {})
     assert not hit and isinstance(model, nn.Linear)
 
 
 def test_the_bar_names_the_stage_and_the_epoch_of_the_whole_training():
-    bar = ThrottledProgressBar(stage="oracle", first_epoch=2, epochs=5)
-    assert bar.describe(0) == "oracle epoch 3/5"
-    assert ThrottledProgressBar(stage="ssd").describe(1) == "ssd epoch 2"
+    bar = EpochBar("oracle", 6, first_epoch=2, epochs=5, interval=60.0)
+    assert bar.desc == "oracle epoch 3/5"
+    bar.start_epoch(1)
+    assert bar.desc == "oracle epoch 4/5"
+    assert describe("ssd", 2) == "ssd epoch 2"
 
 
 def test_a_log_gets_the_stage_and_no_empty_bar(capsys):
@@ -154,10 +159,11 @@ def _cli(tmp_path, *args, cache="c"):
     import subprocess
     import sys
     env = {**os.environ, "UNLEARN_BENCH_CHECKPOINT_EVERY_S": "0", "WANDB_MODE": "disabled"}
-    return subprocess.Popen([sys.executable, "-m", "unlearn_bench.cli", "data=digits", "model=mlp", "method=none",
-                             "progress=false", "train.epochs=150", f"runs_dir={tmp_path}/runs-{cache}",
-                             f"cache_dir={tmp_path}/{cache}", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-m", "unlearn_bench.cli", "data=digits", "model=mlp",
+                             "method=none", "progress=false", "train.epochs=150",
+                             f"runs_dir={tmp_path}/runs-{cache}", f"cache_dir={tmp_path}/{cache}", *args],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 @pytest.mark.slow

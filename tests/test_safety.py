@@ -49,7 +49,8 @@ def _fit_sending(signum, steps=6):
         after_step.n = getattr(after_step, "n", 0) + 1
     batches = _OneBatch()
     return fit(model, batches, lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1]),
-               lambda p: torch.optim.SGD(p, lr=0.1), "cpu", epochs=steps, after_step=after_step, progress=False)
+               lambda p: torch.optim.SGD(p, lr=0.1), "cpu", epochs=steps, after_step=after_step,
+               progress=False)
 
 
 def test_sigterm_goes_to_the_process_handler_not_lightning():
@@ -72,8 +73,8 @@ def test_ctrl_c_in_fit_is_a_keyboard_interrupt_and_sigint_stays_usable():
 
 
 def _stop(tmp_path, signum, *args):
-    p = _cli(*args, "train.epochs=100000", "method=none", f"runs_dir={tmp_path}/runs", f"cache_dir={tmp_path}/c",
-             cwd=tmp_path)
+    p = _cli(*args, "train.epochs=100000", "method=none", f"runs_dir={tmp_path}/runs",
+             f"cache_dir={tmp_path}/c", cwd=tmp_path)
     _wait_for(lambda: list(tmp_path.glob("c/original/*.lock")), p)  # the original model is training
     time.sleep(1.0)
     os.kill(p.pid, signum)  # the process alone, as a scheduler's timeout does, not its group
@@ -181,7 +182,8 @@ def test_a_full_cache_disk_is_one_line_and_leaves_no_temporary_file(tmp_path, mo
     monkeypatch.setattr(torch, "save", _full)
     with pytest.raises(UnlearnBenchError) as e:
         ModelCache(tmp_path).get_or_train("original", {"s": 1}, lambda: nn.Linear(3, 2), lambda m: {})
-    assert str(e.value).startswith(f"no space left on {tmp_path / 'original'} while writing the cached original")
+    assert str(e.value).startswith(f"no space left on {tmp_path / 'original'} while writing the cached "
+                                   f"original")
     assert "fix: free space or set cache_dir/runs_dir elsewhere" in str(e.value)
     assert [p.suffix for p in (tmp_path / "original").iterdir()] == [".lock"]
 
@@ -202,8 +204,10 @@ def test_a_real_full_filesystem(digits_cfg, tmp_path):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(tiny)]).returncode:
         pytest.skip("mount not permitted here")
     try:
-        with pytest.raises(UnlearnBenchError, match=f"no space left on {tiny}/original while writing the cached"):
-            pipeline.run(digits_cfg("method=none", "model.hidden=[512,512]", f"cache_dir={tiny}"), tmp_path / "r")
+        message = f"no space left on {tiny}/original while writing the cached"
+        with pytest.raises(UnlearnBenchError, match=message):
+            pipeline.run(digits_cfg("method=none", "model.hidden=[512,512]", f"cache_dir={tiny}"),
+                         tmp_path / "r")
         assert not list(tiny.rglob("*.tmp")) and not list(tiny.rglob("*.pt"))
     finally:
         subprocess.run(["umount", "--lazy", str(tiny)])  # lazy: an open lock file would keep it busy

@@ -1,6 +1,7 @@
 """Sweeps through the real CLI: a 2-method x 2-seed multirun on digits gives 4 run directories and a report
-with Original (and Retrain) rows; relaunching it reruns nothing; the joblib launcher runs the same sweep in parallel (slow tier).
-Launcher and Optuna sweeper configs compose; submitit's local executor and an Optuna study run for real."""
+with Original (and Retrain) rows; relaunching it reruns nothing; the joblib launcher runs the same sweep in
+parallel (slow tier). Launcher and Optuna sweeper configs compose; submitit's local executor and an Optuna
+study run for real (an Optuna study's output and objective: test_objective.py)."""
 
 import os
 import subprocess
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).with_name("unlearn-bench"))
 METHODS = {p.stem for p in (ROOT / "conf" / "method").glob("*.yaml")}
 SWEEPERS = sorted(p.stem for p in (ROOT / "conf" / "hydra" / "sweeper").glob("optuna_*.yaml"))
-QUICK = ["data=digits", "model=mlp", "train.epochs=3", "progress=false"]  # 3 epochs: the CLI's cost, not accuracy
+QUICK = ["data=digits", "model=mlp", "train.epochs=3", "progress=false"]  # 3 epochs: the CLI's cost
 
 
 def _cli(args, tmp_path, cache_dir, timeout=300):
@@ -46,7 +47,8 @@ def test_multirun_report_and_resume(tmp_path, cache_dir, methods):
     args = ["-m", *QUICK, f"method={','.join(methods)}", "seed=0,1", "name=sweep"]
     _cli(args, tmp_path, cache_dir)
     runs = sorted(p.parent.relative_to(tmp_path) for p in tmp_path.rglob("metrics.json"))
-    assert [str(r) for r in runs] == [f"sweep/digits-mlp/{m}/forget0-seed{s}" for m in sorted(methods) for s in (0, 1)]
+    want = [f"sweep/digits-mlp/{m}/forget0-seed{s}" for m in sorted(methods) for s in (0, 1)]
+    assert [str(r) for r in runs] == want
 
     md = write_report(tmp_path / "sweep")
     table = pd.read_csv(tmp_path / "sweep" / "results.csv")
@@ -72,9 +74,9 @@ def test_joblib_launcher_runs_in_parallel_and_resumes(tmp_path, cache_dir, metho
     assert _mtimes(tmp_path) == before
 
 
-@pytest.mark.parametrize("launcher, target", [("local", "JoblibLauncher"), ("slurm", "SlurmArrayLauncher"),
-                                              ("slurm_cpu", "SlurmArrayLauncher"),
-                                              ("slurm_local", "LocalArrayLauncher"), ("ray_cluster", "RayLauncher")])
+@pytest.mark.parametrize("launcher, target", [
+    ("local", "JoblibLauncher"), ("slurm", "SlurmArrayLauncher"), ("slurm_cpu", "SlurmArrayLauncher"),
+    ("slurm_local", "LocalArrayLauncher"), ("ray_cluster", "RayLauncher")])
 def test_launcher_configs_compose(launcher, target):
     from hydra.core.plugins import Plugins
     from hydra.plugins.launcher import Launcher
@@ -93,7 +95,8 @@ def test_launcher_configs_compose(launcher, target):
     if launcher == "ray_cluster":
         from hydra_plugins.unlearn_bench_launchers.ray_launcher import init_kwargs
         # Ray refuses object_store_memory when joining a running cluster
-        assert "object_store_memory" not in init_kwargs({"address": "127.0.0.1:6379", "object_store_memory": 1})
+        joining = {"address": "127.0.0.1:6379", "object_store_memory": 1}
+        assert "object_store_memory" not in init_kwargs(joining)
         assert init_kwargs({"address": None})["object_store_memory"] > 0
 
 
@@ -140,20 +143,20 @@ def test_optuna_tune_minimises_the_gap(tmp_path, cache_dir):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     if "finetune" not in METHODS:
         pytest.skip("needs the finetune method")
-    _cli(["-m", *QUICK, "experiment=tune", "method=finetune",
-          "hydra/sweeper=optuna_finetune", "hydra.sweeper.n_trials=2", "method.epochs=1"], tmp_path, cache_dir,
-         timeout=600)
+    _cli(["-m", *QUICK, "experiment=tune", "method=finetune", "hydra/sweeper=optuna_finetune",
+          "hydra.sweeper.n_trials=2", "method.epochs=1"], tmp_path, cache_dir, timeout=600)
     study = tmp_path / "tune" / "digits-mlp" / "finetune"  # one folder per method's study
     gaps = [yaml.safe_load(p.read_text())["gap/avg_to_retrain"] for p in study.rglob("metrics.json")]
     assert len(gaps) == 2
     best = yaml.safe_load((study / "optimization_results.yaml").read_text())["best_value"]
-    assert best == pytest.approx(min(gaps))  # the sweeper saw metrics.json's gap, not the CLI's return value
+    assert best == pytest.approx(min(gaps))  # each trial returned its gap: tune.yaml's optimized_metric
 
 
 @pytest.mark.slow
 def test_ray_launcher_runs_locally(tmp_path, cache_dir):
     pytest.importorskip("ray")
-    _cli(["-m", *QUICK, "method=none", "seed=0,1", "name=ray", "hydra/launcher=ray_cluster"], tmp_path, cache_dir)
+    _cli(["-m", *QUICK, "method=none", "seed=0,1", "name=ray", "hydra/launcher=ray_cluster"], tmp_path,
+         cache_dir)
     assert len(list((tmp_path / "ray").rglob("metrics.json"))) == 2
 
 
@@ -170,7 +173,8 @@ def test_sweep_jobs_follow_the_basic_sweeper():
                                         ["hydra"]["sweeper"]["params"]["method"]).split(","))
         # a command-line sweep of the same key replaces the experiment's
         jobs = sweep_jobs(["experiment=default", "method=none,retrain"], hydra_compose)
-        assert sorted(o for job in jobs for o in job if o.startswith("method=")) == ["method=none", "method=retrain"]
+        swept = sorted(o for job in jobs for o in job if o.startswith("method="))
+        assert swept == ["method=none", "method=retrain"]
         assert sweep_jobs(["data=digits", "hydra/sweeper=optuna_finetune"], hydra_compose) is None
 
 
@@ -182,7 +186,8 @@ def test_check_sweep_builds_each_setup_once_and_checks_every_seed(tmp_path):
         check_sweep(["data=digits", "seed=0,1,-1"])
     with pytest.raises(ConfigError, match=r"^job 3 of 4 \(forget.classes=\[12\] seed=0\): forget class"):
         check_sweep(["data=digits", "method=lra_npp", "method.n=10", "forget.classes=[3],[12]", "seed=0,1"])
-    with pytest.raises(ConfigError, match=r"^job 1 of 2 \(seed=0\): dataset mnist not found"):  # data errors too
+    # data errors too
+    with pytest.raises(ConfigError, match=r"^job 1 of 2 \(seed=0\): dataset mnist not found"):
         check_sweep(["data=mnist", "data.download=false", f"data.root={tmp_path}", f"cache_dir={tmp_path}",
                      "seed=0,1"])
 
@@ -193,8 +198,8 @@ def test_invalid_job_stops_the_sweep_before_anything_runs(tmp_path, cache_dir):
                         f"runs_dir={tmp_path}", f"cache_dir={cache_dir}"], capture_output=True, text=True,
                        timeout=300, cwd=ROOT, env=env)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()]
-    assert r.stderr.startswith("error: job 2 of 4 (method=none forget.classes=[12]): forget class(es) [12] out "
-                               "of range") and "no job was started" in r.stderr
+    assert r.stderr.startswith("error: job 2 of 4 (method=none forget.classes=[12]): forget class(es) [12] "
+                               "out of range") and "no job was started" in r.stderr
     assert not list(tmp_path.rglob("metrics.json")) and not list(tmp_path.rglob("config.yaml"))
 
 
@@ -212,67 +217,6 @@ def test_a_sweep_whose_jobs_would_share_a_run_directory_is_refused():
     assert unnamed_keys("trial${hydra:job.num}", {"method.n"}) == []  # a folder per job names every key
 
 
-def test_launchers_submit_every_job_whose_folder_is_named_by_its_number():
-    from hydra_plugins.unlearn_bench_launchers.skip import split_finished
-    # Optuna trials live in trial<job.num>: nothing to look up before they are numbered (hydra_context unused)
-    cfg = compose(["experiment=tune", "method=finetune", "hydra/sweeper=optuna_finetune"])
-    assert split_finished(cfg, None, [["a=1"], ["a=2"]], 5) == ([0, 1], {})
-
-
-def test_a_dry_run_of_an_optuna_study_is_refused_in_one_line(capsys):
-    from types import SimpleNamespace
-
-    from hydra_plugins.unlearn_bench_launchers.skip import launch_unfinished
-    cfg = compose(["experiment=tune", "method=finetune", "hydra/sweeper=optuna_finetune"])
-    launcher = SimpleNamespace(config=cfg, hydra_context=None)
-    with pytest.raises(SystemExit) as e:
-        launch_unfinished(launcher, [["a=1"]], 0, submit=lambda *a: pytest.fail("submitted"), dry_run=True)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: hydra.launcher.dry_run") and "fix:" in err
-
-
-# -- an Optuna study's output: one setup line, trial folders named by what they tried -----------------------
-TRIAL_SUBDIR = "trial${hydra:job.num}-${ub_params:}"
-
-
-def test_drawn_params_name_a_trial_by_the_values_it_was_given():
-    from hydra.core.hydra_config import HydraConfig
-
-    from unlearn_bench.cli import drawn_params
-    cfg = compose(["experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
-                   "method.h_fraction=0.0123456", "method.rule=gamma", "seed=100"])
-    HydraConfig.instance().set_config(cfg)
-    try:  # only the search space's keys, in its order; k_fraction was not set, seed is not searched
-        assert drawn_params() == "h_fraction=0.0123-rule=gamma"
-        subdir = OmegaConf.create({"subdir": "trial7-${ub_params:}"}).subdir
-        assert subdir == "trial7-h_fraction=0.0123-rule=gamma"
-    finally:
-        HydraConfig.instance().cfg = None
-    assert drawn_params() == ""  # outside a Hydra job
-
-
-def test_an_optuna_study_opens_with_one_line_and_its_trial_folder_names_its_values(tmp_path, cache_dir):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    from hydra_plugins.unlearn_bench_launchers.skip import split_finished
-    r = _cli(["-m", *QUICK, "experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
-              "hydra.sweeper.n_trials=1", f"hydra.sweep.subdir={TRIAL_SUBDIR}"], tmp_path, cache_dir)
-    out = (r.stdout + r.stderr).splitlines()
-    noise = ("setup plugin", "A new study created", "Study name:", "Storage:", "Sampler:")
-    assert not [line for line in out if any(n in line for n in noise)]
-    assert len([line for line in out if "optuna study" in line and "TPESampler" in line]) == 1
-    study = tmp_path / "tune" / "digits-mlp" / "lra_npp"
-    [trial] = [p.parent for p in study.rglob("metrics.json")]
-    m = yaml.safe_load((trial / "config.yaml").read_text())["method"]
-    assert trial.name == (f"trial0-h_fraction={m['h_fraction']:.3g}-k_fraction={m['k_fraction']:.3g}"
-                          f"-rule={m['rule']}")
-    assert out[-1] == f"next: unlearn-bench-report {study}"
-    # the folder still names the job number: launchers submit every trial, as before
-    cfg = compose(["experiment=tune", "method=lra_npp", "hydra/sweeper=optuna_lra_npp",
-                   f"hydra.sweep.subdir={TRIAL_SUBDIR}"])
-    assert split_finished(cfg, None, [["a=1"], ["a=2"]], 0) == ([0, 1], {})
-
-
 def test_a_run_in_progress_elsewhere_is_not_submitted_again(tmp_path, monkeypatch, capsys):
     """A relaunch while an array still runs: the live run's folder is left to it, and named."""
     import subprocess
@@ -287,8 +231,9 @@ def test_a_run_in_progress_elsewhere_is_not_submitted_again(tmp_path, monkeypatc
     run_dir = tmp_path / "digits-mlp" / "none" / "forget0-seed0"
     assert skip.in_progress(run_dir) is None
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom unlearn_bench.run.rundir import "
-         "run_lock\nwith run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)", str(run_dir)],
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom unlearn_bench.run.rundir "
+         "import run_lock\nwith run_lock(Path(sys.argv[1])):\n print('held', flush=True); time.sleep(60)",
+         str(run_dir)],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -13,7 +13,9 @@ from torch import nn
 
 from unlearn_bench.data.batches import Normalizer, TensorBatches, random_crop_flip
 from unlearn_bench.errors import Diverged
-from unlearn_bench.train.loop import cross_entropy, fit, make_trainer, precision_scope, resolve_precision
+from unlearn_bench.train import progress as progress_line
+from unlearn_bench.train.loop import cross_entropy, fit, precision_scope, resolve_precision
+from unlearn_bench.train.scopes import current_precision
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,22 +41,25 @@ def _batches(bs=32, **kw):
 
 def test_fit_reduces_loss_and_returns_one_point_per_epoch():
     model, b = _model(), _batches()
-    curve = fit(model, b, cross_entropy(), partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=4, progress=False)
+    curve = fit(model, b, cross_entropy(), partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=4,
+                progress=False)
     assert len(curve) == 4
     assert curve[-1] < 0.5 * curve[0]
     assert not model.training  # handed back in eval mode
 
 
 def test_precision_defaults_per_device_and_a_scope_overrides_it():
-    assert resolve_precision("auto", "cpu") == "32-true" and resolve_precision("auto", "cuda:1") == "bf16-mixed"
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("auto", "cuda:1") == "bf16-mixed"
     assert resolve_precision("32", "cuda") == "32-true" and resolve_precision("bf16", "cpu") == "bf16-mixed"
-    assert make_trainer("cpu", 1, progress=False).precision == "32-true"
+    assert current_precision("cpu") == "32-true" and current_precision("cuda") == "bf16-mixed"
     with precision_scope("bf16-mixed"):
-        assert make_trainer("cpu", 1, progress=False).precision == "bf16-mixed"
-    assert make_trainer("cpu", 1, progress=False).precision == "32-true"  # the scope ends with its block
+        assert current_precision("cpu") == "bf16-mixed"
+    assert current_precision("cpu") == "32-true"  # the scope ends with its block
 
 
-def test_bf16_training_on_cpu_runs_the_step_under_autocast():
+@pytest.mark.parametrize("explicit", [False, True])
+def test_bf16_training_on_cpu_runs_the_step_under_autocast(explicit):
     seen = []
 
     def loss(model, batch):
@@ -64,8 +69,13 @@ def test_bf16_training_on_cpu_runs_the_step_under_autocast():
         return nn.functional.cross_entropy(out, y)
 
     model = _model()
-    with precision_scope("bf16-mixed"):
-        curve = fit(model, _batches(), loss, partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=3, progress=False)
+    if explicit:  # a keyword of fit; the scope is its default
+        curve = fit(model, _batches(), loss, partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=3,
+                    progress=False, precision="bf16-mixed")
+    else:
+        with precision_scope("bf16-mixed"):
+            curve = fit(model, _batches(), loss, partial(torch.optim.Adam, lr=1e-2), "cpu", epochs=3,
+                        progress=False)
     assert set(seen) == {torch.bfloat16}
     assert curve[-1] < curve[0] and model[1].weight.dtype == torch.float32  # fp32 master weights
 
@@ -101,7 +111,6 @@ def test_a_logger_gets_the_epoch_loss_and_the_bar_shows_it(tmp_path):
 
     from lightning.pytorch.loggers import CSVLogger
 
-    from unlearn_bench.train.loop import StepModule, ThrottledProgressBar
     curve = fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=3,
                 logger=CSVLogger(tmp_path, name="t"), progress=False)
     with next(tmp_path.rglob("metrics.csv")).open() as f:
@@ -109,10 +118,10 @@ def test_a_logger_gets_the_epoch_loss_and_the_bar_shows_it(tmp_path):
     logged = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
     assert logged == pytest.approx(curve)
     assert [int(r["step"]) for r in rows if r.get("train_loss")] == [3, 7, 11]  # the batches seen so far
-    module = StepModule(_model(), cross_entropy(), partial(torch.optim.SGD, lr=0.1))
-    module.curve = [0.25]
-    trainer = make_trainer("cpu", 1, progress=False)
-    assert ThrottledProgressBar().get_metrics(trainer, module)["train_loss"] == "0.25"
+    assert [int(r["epoch"]) for r in rows if r.get("train_loss")] == [0, 1, 2]
+    bar = progress_line.EpochBar("oracle", 4, interval=60.0)
+    bar.end_epoch(0.25)
+    assert bar.postfix == "train_loss=0.25"
 
 
 def test_nan_loss_raises_diverged():
@@ -159,7 +168,8 @@ def test_bench_timing_interleaves_and_records(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import common
     order = []
-    t = common.alternate({"a": lambda: order.append("a"), "b": (lambda: 5, lambda s: order.append(s))}, "cpu", 2)
+    variants = {"a": lambda: order.append("a"), "b": (lambda: 5, lambda s: order.append(s))}
+    t = common.alternate(variants, "cpu", 2)
     assert order == ["a", 5, "a", 5, 5, "a"] and len(t["a"]) == len(t["b"]) == 2  # warm-up, A B, B A
     args = common.parser("x").parse_args(["--results", str(tmp_path / "R.md")])
     common.record(args, "bench_x", "cpu", {"ratio": 1.234, "n": 3})
@@ -175,6 +185,15 @@ def test_bench_epoch_quick_mode_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "harness/plain" in out.stdout
     assert "bench_epoch" in (tmp_path / "RESULTS.md").read_text()
+
+
+@pytest.mark.slow  # a subprocess importing torch and Lightning
+def test_bench_overhead_quick_mode_prints_the_ratios(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_overhead.py"), "--quick",
+                          "--models", "mlp,lenet5", "--results", str(tmp_path / "R.md")],
+                         check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mlp harness/plain" in out.stdout and "lenet5 harness/plain cpu" in out.stdout
 
 
 def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
@@ -204,36 +223,41 @@ def test_gpu_suite_script_runs_its_stages_and_reports_them(tmp_path):
     slow = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_suite.sh"), "--smoke", "--only", "eval",
                            "--results", str(tmp_path / "R2.md")], capture_output=True, text=True,
                           env={**env, "GPU_SUITE_LIMIT_EVAL": "1"}, timeout=120)
-    assert slow.returncode == 1 and "eval   over its 1 s limit" in slow.stdout  # a stage over its limit fails the suite
+    # a stage over its limit fails the suite
+    assert slow.returncode == 1 and "eval   over its 1 s limit" in slow.stdout
 
 
 def test_the_bar_redraws_rarely_when_stdout_is_a_log(monkeypatch):
-    from unlearn_bench.train import loop as training
-
-    def interval():
-        return [c.interval for c in make_trainer("cpu", 1).callbacks if hasattr(c, "interval")]
-    monkeypatch.setattr(training, "_is_terminal", lambda: False)
-    assert interval() == [training.LOG_PROGRESS_INTERVAL_S]
-    monkeypatch.setattr(training, "_is_terminal", lambda: True)
-    assert interval() == [training.PROGRESS_INTERVAL_S]
+    monkeypatch.setattr(progress_line, "is_terminal", lambda: False)
+    assert progress_line.EpochBar("x", 3).interval == progress_line.LOG_PROGRESS_INTERVAL_S
+    monkeypatch.setattr(progress_line, "is_terminal", lambda: True)
+    bar = progress_line.EpochBar("x", 3)
+    assert bar.interval == progress_line.PROGRESS_INTERVAL_S
+    bar.close()
 
 
+@pytest.mark.parametrize("explicit", [False, True])
 @pytest.mark.parametrize("mode", ["update", "frozen"])
-def test_norm_stats_scope_decides_whether_batchnorm_statistics_move(mode):
+def test_norm_stats_scope_decides_whether_batchnorm_statistics_move(mode, explicit):
     from unlearn_bench.train.loop import norm_stats_scope
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
     before = model[2].running_mean.clone()
-    with norm_stats_scope(mode):
-        fit(model, _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=2,
-            progress=False)
+    train = partial(fit, model, _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu",
+                    epochs=2, progress=False)
+    if explicit:  # the keyword wins over the scope
+        with norm_stats_scope("update" if mode == "frozen" else "frozen"):
+            train(norm_stats=mode)
+    else:
+        with norm_stats_scope(mode):
+            train()
     assert torch.equal(model[2].running_mean, before) == (mode == "frozen")
-    assert not torch.equal(model[1].weight, _model().state_dict()["1.weight"])  # the weights trained either way
+    # the weights trained either way
+    assert not torch.equal(model[1].weight, _model().state_dict()["1.weight"])
 
 
 def test_a_log_gets_a_few_bar_lines_not_one_per_epoch(monkeypatch, capsys):
-    from unlearn_bench.train import loop as training
-    monkeypatch.setattr(training, "_is_terminal", lambda: False)
+    monkeypatch.setattr(progress_line, "is_terminal", lambda: False)
     fit(_model(), _batches(bs=64), cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cpu", epochs=20,
         progress=True)
     out = capsys.readouterr()
@@ -258,4 +282,5 @@ def test_end_to_end_benchmark_stopped_by_its_time_limit_still_records_a_partial_
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, rest[-2000:]
     rows = [r for r in results.read_text().splitlines() if "bench_end_to_end" in r]
-    assert len(rows) == 1 and "partial stopped by the time limit after" in rows[0] and "of 3 methods" in rows[0]
+    assert len(rows) == 1 and "partial stopped by the time limit after" in rows[0]
+    assert "of 3 methods" in rows[0]

@@ -1,6 +1,7 @@
 """Bad configuration: every problem is found before anything trains and reads as one line (problem, then
 fix); the CLI prints it as ``error: ...`` and exits 2, leaving no metrics.json."""
 
+import signal
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from unlearn_bench import cli
 from unlearn_bench.config import compose
 from unlearn_bench.errors import UnlearnBenchError
-from unlearn_bench.run import context, validate
+from unlearn_bench.run import models, validate
 from unlearn_bench.run.validate import validate_config
 
 
@@ -20,7 +21,7 @@ from unlearn_bench.run.validate import validate_config
 def no_training(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("validation trained something")
-    monkeypatch.setattr(context, "fit", boom)
+    monkeypatch.setattr(models, "fit", boom)
 
 
 def _one_line(e, fragment):
@@ -89,7 +90,8 @@ def test_good_config_validates_without_training(digits_cfg, no_training):
     assert ctx.split.forget_classes == [2, 5] and ctx.data.num_classes == 10
 
 
-@pytest.mark.parametrize("method", sorted(p.stem for p in (cli.Path(cli.CONFIG_DIR) / "method").glob("*.yaml")))
+@pytest.mark.parametrize("method", sorted(p.stem for p in
+                                          (cli.Path(cli.CONFIG_DIR) / "method").glob("*.yaml")))
 def test_every_method_default_passes_the_generic_checks(method):
     validate.check_config(compose(["data=digits", f"method={method}"]))
 
@@ -133,14 +135,19 @@ CLI_BAD = [b for b in BAD if b[0][0] in ("train.optimizer.lr=-1", "train.epochs=
 def test_cli_validation_errors_are_one_line(tmp_path, monkeypatch, capfd):
     """In one process (torch is imported once): the real ``main`` with the real argv handling."""
     results = []
-    for i, (overrides, fragment) in enumerate(CLI_BAD):
-        argv = ["unlearn-bench", f"runs_dir={tmp_path}/runs{i}", f"cache_dir={tmp_path}/c", "progress=false",
-                "hydra.job_logging.root.level=ERROR", *overrides]
-        monkeypatch.setattr(sys, "argv", argv)
-        with pytest.raises(SystemExit) as e:
-            cli.main()
-        err = capfd.readouterr().err
-        results.append((e.value.code, err, fragment))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i, (overrides, fragment) in enumerate(CLI_BAD):
+            argv = ["unlearn-bench", f"runs_dir={tmp_path}/runs{i}", f"cache_dir={tmp_path}/c",
+                    "progress=false", "hydra.job_logging.root.level=ERROR", *overrides]
+            monkeypatch.setattr(sys, "argv", argv)
+            with pytest.raises(SystemExit) as e:
+                cli.main()
+            err = capfd.readouterr().err
+            results.append((e.value.code, err, fragment))
+    finally:  # main routes SIGINT / SIGTERM to its own handler: later tests expect Python's
+        for s, h in handlers.items():
+            signal.signal(s, h)
     for code, err, fragment in results:
         lines = [x for x in err.splitlines() if x.strip()]
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
@@ -156,12 +163,14 @@ def test_cli_real_process_prints_no_traceback(tmp_path):
 
 # -- random overrides ---------------------------------------------------------------------------------
 KEYS = ["seed", "device", "train.epochs", "train.batch_size", "train.optimizer.lr", "train.label_smoothing",
-        "train.schedule", "forget.classes", "forget.unseen.per_class", "forget.unseen.source", "eval.batch_size",
-        "precision", "channels_last", "model.hidden", "data.test_fraction", "method", "model", "trian.epochs", "method.lr", "method.k"]
+        "train.schedule", "forget.classes", "forget.unseen.per_class", "forget.unseen.source",
+        "eval.batch_size", "precision", "channels_last", "model.hidden", "data.test_fraction", "method",
+        "model", "trian.epochs", "method.lr", "method.k"]
 VALUES = st.one_of(
     st.integers(-10, 50), st.integers(-(10**30), 10**30), st.floats(-1e6, 1e6, allow_nan=False),
     st.sampled_from(["abc", "none", "cosine", "holdout", "test", "finetune", "lra_npp", "mlp", "cnn_paper",
-                     "[]", "[3]", "[0,9]", "[12]", "[-1]", "[a]", "[64]", "null", "true", "''", "nan", "inf"]),
+                     "[]", "[3]", "[0,9]", "[12]", "[-1]", "[a]", "[64]", "null", "true", "''", "nan",
+                     "inf"]),
 )
 
 

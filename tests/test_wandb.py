@@ -63,12 +63,13 @@ def test_offline_run_holds_the_summary_and_no_secret(digits_cfg, tmp_path, monke
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     run_dir = tmp_path / "run"
     # 8 epochs: the same original as test_eval_suite, so a session trains it once
-    m = pipeline.run(digits_cfg("method=none", "forget.classes=[3]", "train.epochs=8", "logger=wandb", "name=wbtest"),
-                     run_dir)
+    m = pipeline.run(digits_cfg("method=none", "forget.classes=[3]", "train.epochs=8", "logger=wandb",
+                                "name=wbtest"), run_dir)
     runs = {p: read_run(p) for p in run_dir.glob("wandb/offline-run-*/run-*.wandb")}
     [run_file] = [p for p, (f, _) in runs.items() if f["job_type"] == "unlearn"]
     # a cache miss trains the original in its own run, job_type train, same group
-    assert all(f["job_type"] == "train" and f["group"] == "wbtest" for p, (f, _) in runs.items() if p != run_file)
+    assert all(f["job_type"] == "train" and f["group"] == "wbtest"
+               for p, (f, _) in runs.items() if p != run_file)
     # named and tagged as the original, whichever method's run trained it
     assert all(f["name"] == "original-digits-mlp-seed0" and f["tags"] == ["original", "digits", "mlp"]
                for p, (f, _) in runs.items() if p != run_file)
@@ -82,7 +83,8 @@ def test_offline_run_holds_the_summary_and_no_secret(digits_cfg, tmp_path, monke
         assert summary[k] == (pytest.approx(v) if isinstance(v, float) else v), k
     assert "mia/svc_confidence" in summary and "acc/forget_train" in summary
     tables = [p.name for p in run_file.parent.glob("files/media/table/*.table.json")]
-    for prefix in ("per_class_accuracy_", "roc_strongest_table_", "roc_all_"):  # roc_strongest: a wandb line plot
+    # roc_strongest: a wandb line plot
+    for prefix in ("per_class_accuracy_", "roc_strongest_table_", "roc_all_"):
         assert any(t.startswith(prefix) for t in tables), (prefix, tables)
     per_class = json.loads(next(run_file.parent.glob("files/media/table/per_class_accuracy_*")).read_text())
     assert len(per_class["data"]) == 10 and "unlearned_test" in per_class["columns"]

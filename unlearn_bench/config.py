@@ -10,12 +10,24 @@ from hydra import compose as _compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+def _config_dir() -> str:
+    """The configuration tree: ``unlearn_bench/conf`` in an installed wheel (the build maps the repository's
+    ``conf/`` there), else ``conf/`` beside the package in a source checkout or an editable install."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return str(candidate)
+    raise FileNotFoundError(f"no conf/config.yaml in {here} or {here.parent}; fix: reinstall unlearn-bench "
+                            f"(pip install .), or run it from a checkout of the repository")
+
+
+CONFIG_DIR = _config_dir()
 
 
 def _join(classes) -> str:
-    return "-".join(str(c) for c in classes) if isinstance(classes, (list, tuple)) or hasattr(classes, "__iter__") \
-        else str(classes)
+    iterable = isinstance(classes, (list, tuple)) or hasattr(classes, "__iter__")
+    return "-".join(str(c) for c in classes) if iterable else str(classes)
 
 
 OmegaConf.register_new_resolver("ub_join", _join, replace=True)
@@ -73,8 +85,6 @@ def first_values(overrides) -> list[str]:
         else:
             out.append(o.input_line)
     return out
-
-
 
 
 def compose(overrides=(), config_name: str = "config") -> DictConfig:

@@ -1,10 +1,11 @@
-"""H sweep of LRA-NPP: forget and retain accuracy against H (perturbed neurons), mean ± std over seeds and forget
-classes, and per class the smallest H that brings forget accuracy down to chance.
+"""H sweep of LRA-NPP: forget and retain accuracy against H (perturbed neurons), mean ± std over seeds and
+forget classes, and per class the smallest H that brings forget accuracy down to chance.
 Usage: python experiments/h_sweep/analyze.py [RUNS_DIR] [--out DIR]"""
 
 import sys
 
-from unlearn_bench.report.tables import experiment_cli, sweep_report
+from unlearn_bench.report.experiment import experiment_cli
+from unlearn_bench.report.sweeps import sweep_report
 
 
 def main(argv=None):

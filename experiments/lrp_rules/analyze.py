@@ -5,7 +5,9 @@ Usage: python experiments/lrp_rules/analyze.py [RUNS_DIR] [--out DIR]"""
 import sys
 
 from unlearn_bench.report import figures, stats
-from unlearn_bench.report.tables import experiment_cli, summarize, write_table
+from unlearn_bench.report.experiment import experiment_cli
+from unlearn_bench.report.markdown import write_table
+from unlearn_bench.report.summary import summarize
 
 METRICS = ["acc/forget_train", "acc/retain_train", "acc/retain_test", "mia/fr", "cost/unlearn_s"]
 RULE = "cfg/method.rule"
@@ -14,14 +16,16 @@ RULE = "cfg/method.rule"
 def main(argv=None):
     df, out = experiment_cli("lrp_rules", __doc__, argv)
     if RULE not in df.columns:
-        raise SystemExit("error: runs have no method.rule in config.yaml; fix: point at runs of experiment=lrp_rules")
+        raise SystemExit("error: runs have no method.rule in config.yaml; fix: point at runs of "
+                         "experiment=lrp_rules")
     metrics = [m for m in METRICS if m in df.columns]
     ok = df[df["status"] == "ok"]
     md = ["# LRP rules", "", write_table(summarize(df, metrics, by=[RULE], pool_forget=True), out / "table",
                                          "## Mean ± std over seeds and forget classes")]
     means = ok.groupby(RULE)[metrics].mean(numeric_only=True)
     figures.heatmap(means.to_numpy(), list(means.index), metrics, out / "rules_heatmap.png",
-                    title=f"LRP rule x metric, mean over {ok.groupby(RULE).size().min()}+ runs each", fmt="{:.3f}")
+                    title=f"LRP rule x metric, mean over {ok.groupby(RULE).size().min()}+ runs each",
+                    fmt="{:.3f}")
     md += ["![rule x metric](rules_heatmap.png)", ""]
     # paired against epsilon: relabel rules as methods so stats pairs them by data, model, forget and seed
     as_methods = ok.assign(method="rule=" + ok[RULE].astype(str))

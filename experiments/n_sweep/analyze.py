@@ -4,7 +4,8 @@ Usage: python experiments/n_sweep/analyze.py [RUNS_DIR] [--out DIR]"""
 
 import sys
 
-from unlearn_bench.report.tables import experiment_cli, sweep_report
+from unlearn_bench.report.experiment import experiment_cli
+from unlearn_bench.report.sweeps import sweep_report
 
 
 def main(argv=None):

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from unlearn_bench.report import figures
-from unlearn_bench.report.tables import experiment_cli, write_table
+from unlearn_bench.report.experiment import experiment_cli
+from unlearn_bench.report.markdown import write_table
 
 
 def selections(df: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +36,8 @@ def main(argv=None):
     df, out = experiment_cli("neuron_overlap", __doc__, argv)
     sel = selections(df)
     if sel.empty:
-        raise SystemExit("error: no lra_npp.json in these runs; fix: run experiment=neuron_overlap (method lra_npp)")
+        raise SystemExit("error: no lra_npp.json in these runs; fix: run experiment=neuron_overlap "
+                         "(method lra_npp)")
     classes = sorted(sel["forget"].unique(), key=lambda c: (len(c), c))
     m = np.full((len(classes), len(classes)), np.nan)
     for i, a in enumerate(classes):
@@ -50,12 +52,14 @@ def main(argv=None):
     h, w = np.mean([len(u) for u in sel["units"]]), int(sel["width"].iloc[0])
     chance = h / (2 * w - h)  # E|A∩B| / E|A∪B| for two random H-subsets of W units (ratio of expectations)
     figures.heatmap(m, classes, classes, out / "overlap_heatmap.png", vmin=0, vmax=1, xlabel="forget class",
-                    ylabel="forget class", title=f"Jaccard of selected units (diag: across seeds); random ≈ {chance:.2f}")
+                    ylabel="forget class",
+                    title=f"Jaccard of selected units (diag: across seeds); random ≈ {chance:.2f}")
     off = m[~np.eye(len(classes), dtype=bool)]
+    between = round(float(np.nanmean(off)), 3) if off.size else float("nan")
     summary = pd.DataFrame([{"runs": len(sel), "classes": len(classes), "seeds": sel["seed"].nunique(),
                              "mean H": round(h, 1), "layer width": w, "random-set Jaccard": round(chance, 3),
                              "within class (stability)": round(float(np.nanmean(np.diag(m))), 3),
-                             "between classes": round(float(np.nanmean(off)), 3) if off.size else float("nan")}])
+                             "between classes": between}])
     md = ["# Neuron overlap", "", write_table(summary, out / "summary", "## Summary"),
           "![overlap](overlap_heatmap.png)", ""]
     (out / "README_results.md").write_text("\n".join(md))

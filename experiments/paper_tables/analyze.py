@@ -12,16 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from unlearn_bench.report import figures, stats
-from unlearn_bench.report.tables import (
-    PAPER_COLUMNS,
-    PARETO_NOTE,
-    default_out,
-    default_runs,
-    load_or_exit,
-    pareto_runs,
-    summarize,
-    write_table,
-)
+from unlearn_bench.report.experiment import default_out, default_runs, load_or_exit
+from unlearn_bench.report.markdown import PARETO_NOTE, write_table
+from unlearn_bench.report.summary import PAPER_COLUMNS, pareto_runs, summarize
 
 EXPERIMENTS = ("paper_tables", "paper_tables_cifar10", "paper_tables_cifar100")
 SOURCE = "cfg/forget.unseen.source"
@@ -31,20 +24,32 @@ OURS = {"LRA-NPP": "lra_npp", "Noise-GN": "lra_npp_gn", "Noise-LN": "lra_npp_ln"
 # (mean, std) pairs over their 5 runs}); G is their peak allocated GPU memory in GiB
 AUTHORS = {
     "mnist": ("mnist/mnist_20260309_235631", 1, {
-        "LRA-NPP": (0.0155, 0.0082, 0.9840, 0.0004, 0.9846, 0.0038, 0.0264, 0.0141, 0.87, 0.17, 0.160, 0.000),
-        "Noise-GN": (0.7930, 0.3538, 0.5438, 0.2349, 0.2027, 0.3552, 0.0086, 0.0115, 0.79, 0.05, 0.136, 0.000),
-        "Noise-LN": (0.7517, 0.3258, 0.3385, 0.1071, 0.2443, 0.3219, 0.0097, 0.0090, 0.84, 0.04, 0.136, 0.000),
-        "Retrain": (0.0000, 0.0000, 0.9874, 0.0009, 1.0000, 0.0000, 0.0153, 0.0105, 28.65, 1.83, 0.175, 0.011)}),
+        "LRA-NPP": (0.0155, 0.0082, 0.9840, 0.0004, 0.9846, 0.0038, 0.0264, 0.0141,
+                    0.87, 0.17, 0.160, 0.000),
+        "Noise-GN": (0.7930, 0.3538, 0.5438, 0.2349, 0.2027, 0.3552, 0.0086, 0.0115,
+                     0.79, 0.05, 0.136, 0.000),
+        "Noise-LN": (0.7517, 0.3258, 0.3385, 0.1071, 0.2443, 0.3219, 0.0097, 0.0090,
+                     0.84, 0.04, 0.136, 0.000),
+        "Retrain": (0.0000, 0.0000, 0.9874, 0.0009, 1.0000, 0.0000, 0.0153, 0.0105,
+                    28.65, 1.83, 0.175, 0.011)}),
     "cifar10": ("cifar10/cifar10_20260310_171651", 9, {
-        "LRA-NPP": (0.0526, 0.0451, 0.9762, 0.0031, 0.9703, 0.0355, 0.0340, 0.0081, 7.45, 1.24, 0.673, 0.002),
-        "Noise-GN": (0.9414, 0.1299, 0.7911, 0.0419, 0.0597, 0.1285, 0.0180, 0.0068, 7.54, 1.26, 0.672, 0.001),
-        "Noise-LN": (0.6541, 0.4471, 0.6682, 0.1172, 0.3981, 0.4775, 0.0126, 0.0043, 8.14, 1.11, 0.672, 0.002),
-        "Retrain": (0.0000, 0.0000, 0.9776, 0.0020, 0.9989, 0.0019, 0.0185, 0.0031, 199.71, 28.38, 3.118, 0.080)}),
+        "LRA-NPP": (0.0526, 0.0451, 0.9762, 0.0031, 0.9703, 0.0355, 0.0340, 0.0081,
+                    7.45, 1.24, 0.673, 0.002),
+        "Noise-GN": (0.9414, 0.1299, 0.7911, 0.0419, 0.0597, 0.1285, 0.0180, 0.0068,
+                     7.54, 1.26, 0.672, 0.001),
+        "Noise-LN": (0.6541, 0.4471, 0.6682, 0.1172, 0.3981, 0.4775, 0.0126, 0.0043,
+                     8.14, 1.11, 0.672, 0.002),
+        "Retrain": (0.0000, 0.0000, 0.9776, 0.0020, 0.9989, 0.0019, 0.0185, 0.0031,
+                    199.71, 28.38, 3.118, 0.080)}),
     "cifar100": ("cifar100/cifar100_20260310_131801", 0, {
-        "LRA-NPP": (0.0000, 0.0000, 0.9686, 0.0010, 1.0000, 0.0000, 0.0540, 0.0238, 8.86, 1.69, 0.680, 0.002),
-        "Noise-GN": (0.0000, 0.0000, 0.0900, 0.0098, 1.0000, 0.0000, 0.0650, 0.0359, 9.85, 1.34, 0.678, 0.002),
-        "Noise-LN": (0.0132, 0.0295, 0.0503, 0.0070, 0.9800, 0.0447, 0.0960, 0.0513, 17.33, 3.68, 0.679, 0.001),
-        "Retrain": (0.0000, 0.0000, 0.9192, 0.0017, 0.9844, 0.0349, 0.0410, 0.0393, 492.51, 64.63, 5.620, 0.081)}),
+        "LRA-NPP": (0.0000, 0.0000, 0.9686, 0.0010, 1.0000, 0.0000, 0.0540, 0.0238,
+                    8.86, 1.69, 0.680, 0.002),
+        "Noise-GN": (0.0000, 0.0000, 0.0900, 0.0098, 1.0000, 0.0000, 0.0650, 0.0359,
+                     9.85, 1.34, 0.678, 0.002),
+        "Noise-LN": (0.0132, 0.0295, 0.0503, 0.0070, 0.9800, 0.0447, 0.0960, 0.0513,
+                     17.33, 3.68, 0.679, 0.001),
+        "Retrain": (0.0000, 0.0000, 0.9192, 0.0017, 0.9844, 0.0349, 0.0410, 0.0393,
+                    492.51, 64.63, 5.620, 0.081)}),
 }
 LAYOUT = ["At", "Ag", "Fr", "Fs", "Time (s)", "G (MiB)"]  # the authors' column order
 
@@ -65,17 +70,21 @@ def authors_table(data: str) -> pd.DataFrame:
 def _authors_note(data: str) -> str:
     folder, cls, _ = AUTHORS[data]
     return (f"Authors' re-run (class {cls}, 5 runs): `{REPO}` "
-            f"`examples/batch_experiments/outputs/{folder}/summary.csv`; their G is peak GPU memory, shown in MiB.")
+            f"`examples/batch_experiments/outputs/{folder}/summary.csv`; their G is peak GPU memory, "
+            f"shown in MiB.")
 
 
 def _load(argv, name: str, doc: str):
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("runs_dirs", nargs="*",
-                    help=f"default $UNLEARN_BENCH_RUNS/<experiment> (else runs/...) for {', '.join(EXPERIMENTS)}")
-    ap.add_argument("--out", default=None, help=f"where figures and tables go (default experiments/{name}/results/)")
+                    help=f"default $UNLEARN_BENCH_RUNS/<experiment> (else runs/...) for "
+                         f"{', '.join(EXPERIMENTS)}")
+    ap.add_argument("--out", default=None,
+                    help=f"where figures and tables go (default experiments/{name}/results/)")
     args = ap.parse_args(argv)
     every = EXPERIMENTS if name == "paper_tables" else (name,)  # this script reads all three by default
-    dirs = args.runs_dirs or [default_runs(e) for e in every if Path(default_runs(e)).is_dir()] or [default_runs(name)]
+    present = [default_runs(e) for e in every if Path(default_runs(e)).is_dir()]
+    dirs = args.runs_dirs or present or [default_runs(name)]
     df = load_or_exit(dirs, f"unlearn-bench -m experiment={name}", ("method", "forget"))
     out = Path(args.out) if args.out else default_out(name)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,7 +114,8 @@ def main(argv=None, name: str = "paper_tables", doc: str = __doc__):
         comp = stats.compare_to_reference(g, list(PAPER_COLUMNS))
         if not comp.empty:
             comp["metric"] = comp["metric"].map(PAPER_COLUMNS)
-            md += [write_table(stats.format_comparison(comp), out / f"stats_{tag}", "### Paired with Retrain")]
+            md += [write_table(stats.format_comparison(comp), out / f"stats_{tag}",
+                               "### Paired with Retrain")]
         if (g["status"] == "ok").any():  # the table's rows, grouped by the table's own function
             figures.pareto(pareto_runs(g), out / f"pareto_{tag}.png", forget="acc/forget_train",
                            retain="acc/retain_train", label="_label", eligible="_forgets",

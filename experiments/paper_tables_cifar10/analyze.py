@@ -1,7 +1,7 @@
-"""The LRA-NPP paper's CIFAR-10 table (Chang et al. 2024, arXiv 2410.23693) in the authors' layout (At, Ag, Fr,
-Fs, Time, G), their published re-run beside ours, paired tests against Retrain: experiments/paper_tables/
-analyze.py over this experiment's runs. Usage: python experiments/paper_tables_cifar10/analyze.py [RUNS_DIR ...]
-[--out DIR]"""
+"""The LRA-NPP paper's CIFAR-10 table (Chang et al. 2024, arXiv 2410.23693) in the authors' layout
+(At, Ag, Fr, Fs, Time, G), their published re-run beside ours, paired tests against Retrain:
+experiments/paper_tables/analyze.py over this experiment's runs.
+Usage: python experiments/paper_tables_cifar10/analyze.py [RUNS_DIR ...] [--out DIR]"""
 
 import importlib.util
 import sys

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from unlearn_bench.report import figures
-from unlearn_bench.report.tables import experiment_cli, write_table
+from unlearn_bench.report.experiment import experiment_cli
+from unlearn_bench.report.markdown import write_table
 
 
 def main(argv=None):
@@ -29,8 +30,9 @@ def main(argv=None):
         top = min(len(counts), 4 * layer["h"])  # the tail beyond 4H is flat and only hides the knee
         curves += [{"forget": str(r["forget"]), "seed": r["seed"], "rank": i + 1, "rate": c}
                    for i, c in enumerate(counts[:top])]
-        cover.append({"forget": str(r["forget"]), "seed": r["seed"], "N": rep["n"], "K": layer["k"], "H": layer["h"],
-                      "share of top-K slots on the H units": sum(layer["unit_counts"]) / max(rep["n"] * layer["k"], 1),
+        share = sum(layer["unit_counts"]) / max(rep["n"] * layer["k"], 1)
+        cover.append({"forget": str(r["forget"]), "seed": r["seed"], "N": rep["n"], "K": layer["k"],
+                      "H": layer["h"], "share of top-K slots on the H units": share,
                       "At after": r.get("acc/forget_train")})
         src = run / "lra_npp_relevance_maps.png"
         if src.exists():
@@ -38,14 +40,15 @@ def main(argv=None):
             shutil.copyfile(src, out / "maps" / name)
             gallery.append(f"### forget {r['forget']}, seed {r['seed']}\n\n![maps](maps/{name})\n")
     if not cover:
-        raise SystemExit("error: no lra_npp.json in these runs; fix: run experiment=relevance_maps (method lra_npp)")
+        raise SystemExit("error: no lra_npp.json in these runs; fix: run experiment=relevance_maps "
+                         "(method lra_npp)")
     figures.lines(pd.DataFrame(curves), "rank", "rate", out / "occurrence.png", hue="forget",
                   title="occurrence of units in the top-K lists (rate over N images), mean ± std over seeds")
     table = pd.DataFrame(cover).groupby("forget").agg(
         runs=("seed", "count"), N=("N", "first"), K=("K", "first"), H=("H", "first"),
         coverage=("share of top-K slots on the H units", "mean"), At_after=("At after", "mean")).reset_index()
-    md = ["# Relevance maps", "", write_table(table.round(3), out / "concentration",
-                                              "## Share of top-K relevance slots taken by the H edited units"),
+    heading = "## Share of top-K relevance slots taken by the H edited units"
+    md = ["# Relevance maps", "", write_table(table.round(3), out / "concentration", heading),
           "![occurrence](occurrence.png)", "", "## Maps (rows: image, original, unlearned)", "", *gallery]
     (out / "README_results.md").write_text("\n".join(md))
     print("\n".join(md[:4]))

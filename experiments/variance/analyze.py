@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from unlearn_bench.report import figures
-from unlearn_bench.report.tables import experiment_cli, write_table
+from unlearn_bench.report.experiment import experiment_cli
+from unlearn_bench.report.markdown import write_table
 
 METRICS = ["acc/forget_train", "acc/retain_train", "acc/forget_test", "acc/retain_test", "mia/svc_confidence",
            "mia/entropy_member_rate", "mia/loss_cv_acc", "mia/fs", "mia/fr"]
@@ -48,7 +49,8 @@ def decompose(runs: pd.DataFrame, metric: str) -> dict:
         one = float(np.sqrt((d ** 2).mean())) if len(d) else np.nan
         out["one draw"] = one
         if len(d) and r.notna().all() and r.nunique() == 1:  # one R for all runs: the mean's draw noise
-            out["attack draw"], out["attack draw n"] = one / np.sqrt(r.iloc[0]), f"{int(r.iloc[0])} x {len(d)}"
+            out["attack draw"] = one / np.sqrt(r.iloc[0])
+            out["attack draw n"] = f"{int(r.iloc[0])} x {len(d)}"
     return out
 
 
@@ -80,10 +82,12 @@ def main(argv=None):
     df, out = experiment_cli("variance", __doc__, argv)
     t, grid = table(df)
     seeds = df.groupby("method")["seed"].nunique().max()
-    mseeds = df.groupby(["method", "seed"])["method_seed"].nunique().max() if "method_seed" in df.columns else 1
+    mseeds = df.groupby(["method", "seed"])["method_seed"].nunique().max() \
+        if "method_seed" in df.columns else 1
     heading = (f"## Spread by source: std of each metric over training seeds, method seeds and attack draws "
-               f"(up to {seeds} seeds x {mseeds} method seeds per method; n = values each estimate rests on; "
-               "attack draw = the draw noise of the reported mean over R draws, one draw = a single draw's std)")
+               f"(up to {seeds} seeds x {mseeds} method seeds per method; n = values each estimate rests "
+               "on; attack draw = the draw noise of the reported mean over R draws, one draw = a single "
+               "draw's std)")
     md = write_table(t, out / "table", heading)
     if not grid.empty:
         figures.heatmap(grid[SOURCES].to_numpy(float), list(grid["label"]), SOURCES, out / "sources.png",

@@ -17,9 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def _finished_return(hydra_context: HydraContext, sweep_config: DictConfig, overrides: Sequence[str],
-                     run_dir: Path, idx: int) -> JobReturn:
-    """What the job would have returned: the callbacks (e.g. a sweeper's objective) read the run's
-    metrics.json as they do after a run."""
+                     run_dir: Path, idx: int, metrics: dict) -> JobReturn:
+    """What the job would have returned (``cfg.optimized_metric`` of its metrics.json), with the callbacks
+    called as after a run."""
+    from unlearn_bench.cli.objective import objective_value
+
     with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
         sweep_config.hydra.runtime.output_dir = str(run_dir.resolve())
     with read_write(sweep_config.hydra.job), open_dict(sweep_config.hydra.job):
@@ -27,7 +29,7 @@ def _finished_return(hydra_context: HydraContext, sweep_config: DictConfig, over
     task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
     ret = JobReturn(overrides=list(overrides), cfg=task_cfg, hydra_cfg=sweep_config,
                     working_dir=str(run_dir), task_name=str(sweep_config.hydra.job.name),
-                    status=JobStatus.COMPLETED, _return_value=None)
+                    status=JobStatus.COMPLETED, _return_value=objective_value(task_cfg, metrics))
     hydra_context.callbacks.on_job_end(config=sweep_config, job_return=ret)
     return ret
 
@@ -121,7 +123,8 @@ def split_finished(config: DictConfig, hydra_context: HydraContext, job_override
         elif result is None:
             todo.append(i)
         else:
-            done[i] = _finished_return(hydra_context, sweep_config, overrides, run_dir, initial_job_idx + i)
+            done[i] = _finished_return(hydra_context, sweep_config, overrides, run_dir, initial_job_idx + i,
+                                       result)
     HydraConfig.instance().set_config(config)
     return todo, done
 
@@ -153,8 +156,8 @@ def launch_unfinished(launcher, job_overrides: Sequence[Sequence[str]], initial_
     print(f"{len(done) - len(live)} of {len(job_overrides)} runs already finished (skipped); "
           f"{'would submit' if dry_run else 'submitting'} {len(todo)}", flush=True)
     if live:
-        print(f"{len(live)} run(s) in progress elsewhere, not submitted (relaunch once they end if they fail):",
-              flush=True)
+        print(f"{len(live)} run(s) in progress elsewhere, not submitted (relaunch once they end if they "
+              f"fail):", flush=True)
         for r in live:
             print(f"  {r}", flush=True)
     if dry_run:

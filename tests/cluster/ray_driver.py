@@ -88,7 +88,8 @@ def main(work: str, bindir: str) -> None:
                             start_new_session=True)
     report: dict = {"head_pid": head.pid}
     try:
-        wait_for(f"the ray head on 127.0.0.1:{port}", lambda: port_open(port), 120, [head], work_p / "head.log")
+        wait_for(f"the ray head on 127.0.0.1:{port}", lambda: port_open(port), 120, [head],
+                 work_p / "head.log")
         for _ in range(60):  # the raylet and its agents open their ports after the GCS
             socks = listening(group_pids(head.pid))
             if len({pid for _, pid in socks}) >= 2:

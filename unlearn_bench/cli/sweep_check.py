@@ -35,7 +35,8 @@ def sweep_jobs(args: list[str], compose, config_name: str = "config") -> list[li
     from unlearn_bench.config import first_values
 
     parser = OverridesParser.create()
-    first = compose(config_name, overrides=first_values(parser.parse_overrides(args)), return_hydra_config=True)
+    first = compose(config_name, overrides=first_values(parser.parse_overrides(args)),
+                    return_hydra_config=True)
     sweeper = first.hydra.sweeper
     if sweeper.get("_target_") != BASIC_SWEEPER:
         return None
@@ -56,8 +57,8 @@ def count_jobs(args: list[str], config_name: str = "config") -> int | None:
     try:
         with initialize_config_dir(CONFIG_DIR, version_base="1.3"):
             jobs = sweep_jobs(args, compose, config_name)
-            first = compose(config_name, overrides=first_values(OverridesParser.create().parse_overrides(args)),
-                            return_hydra_config=True)
+            line = first_values(OverridesParser.create().parse_overrides(args))
+            first = compose(config_name, overrides=line, return_hydra_config=True)
             launcher = str(first.hydra.launcher.get("_target_", ""))
     except (HydraException, ValueError):
         return None
@@ -79,10 +80,10 @@ def check_run_dirs(first, varying: set[str]) -> None:
     raw = OmegaConf.to_container(first.hydra.sweep, resolve=False)
     missing = unnamed_keys(f"{raw.get('dir', '')}/{raw.get('subdir', '')}", varying)
     if missing:
-        raise ConfigError(f"the jobs differ in {', '.join(missing)}, which the run directory (hydra.sweep.subdir) "
-                          f"does not name, so their runs would overwrite each other; fix: name it in "
-                          f"hydra.sweep.subdir as conf/experiment/h_sweep.yaml names method.h, or run one sweep "
-                          f"per value with its own name=; no job was started")
+        raise ConfigError(f"the jobs differ in {', '.join(missing)}, which the run directory "
+                          f"(hydra.sweep.subdir) does not name, so their runs would overwrite each other; "
+                          f"fix: name it in hydra.sweep.subdir as conf/experiment/h_sweep.yaml names "
+                          f"method.h, or run one sweep per value with its own name=; no job was started")
 
 
 def check_sweep(args: list[str], config_name: str = "config") -> int:
@@ -122,8 +123,8 @@ def check_sweep(args: list[str], config_name: str = "config") -> int:
                 text = one_line(e, 300)
                 if text.startswith("Could not override '"):  # a key another swept option has, this one not
                     key = text.split("'")[1]
-                    text = (f"{key} is not a setting of {what}; fix: sweep only options that have it, or run the "
-                            f"others without it")
+                    text = (f"{key} is not a setting of {what}; fix: sweep only options that have it, or "
+                            f"run the others without it")
                 raise ConfigError(f"job {i + 1} of {len(jobs)} ({what}): {text}; no job was started") from e
             if i == 0:  # one directory pattern for every job; checked on the first job's composed config
                 check_run_dirs(cfg, varying)

@@ -1,6 +1,7 @@
-"""Data: datasets as tensors (``sources``), your own files (``files``) and the published on-disk formats
-(``formats``), device batches (``batches``), forget/retain splits (``splits``), checks (``check``).
-The dataset classes are importable from here: ``conf/data/*.yaml`` name them as ``unlearn_bench.data.X``."""
+"""Data: datasets as tensors (``sources``), your own files (``files``; their checks on raw arrays: ``raw``),
+the published on-disk formats (``formats``), device batches (``batches``), forget/retain splits
+(``splits``), checks (``check``). The dataset classes are importable from here: ``conf/data/*.yaml``
+names them as ``unlearn_bench.data.X``."""
 
 from unlearn_bench.data.files import ArrayFile, ImageFolder
 from unlearn_bench.data.sources import Digits, ImageData, TorchvisionImages

@@ -82,3 +82,32 @@ class TensorBatches:
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             yield xb, self.y[idx]
+
+
+class Subset:
+    """A labelled set of images held as device tensors (uint8 images + int64 labels)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, normalize: Normalizer, augment: str = "none",
+                 channels_last: bool = False):
+        self.x, self.y, self.normalize = x, y, normalize
+        self.augment, self.channels_last = augment, channels_last
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, augment: bool = False,
+                drop_last: bool = False) -> TensorBatches:
+        return TensorBatches(self.x, self.y, self.normalize, batch_size, shuffle, seed,
+                             self.augment if augment else "none", drop_last, self.channels_last)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All images normalised at once (for small sets such as the unseen pool)."""
+        return self.normalize(self.x), self.y
+
+    def sample(self, n: int, seed: int) -> Subset:
+        """A seeded random subset of ``n`` items (all of them if ``n >= len``)."""
+        if n >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self), generator=g)[:n].to(self.x.device)
+        return Subset(self.x[idx], self.y[idx], self.normalize, self.augment, self.channels_last)

@@ -122,7 +122,7 @@ def size_problems(cfg, method, counts, drawn: float | None = None,
 
 def check_sizes(cfg, method, counts, what: str, drawn: float | None = None, split_error=None) -> None:
     """Raise one ConfigError naming every size problem at once: ``size_problems``, and ``split_error`` (a
-    ``data_files.TooFewToSplit`` raised while loading ``what``) first when given. One problem reads as one
+    ``data.raw.TooFewToSplit`` raised while loading ``what``) first when given. One problem reads as one
     line; several as one short numbered list, with the settings to lower or the images to add."""
     estimated = split_error is not None
     if estimated:  # no split was made: the pool's split would hold about this share of every class
@@ -148,7 +148,8 @@ if __name__ == "__main__":
     import os
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("name")
-    ap.add_argument("--offline", action="store_true", help="never download: only a copy on this machine counts")
+    ap.add_argument("--offline", action="store_true",
+                    help="never download: only a copy on this machine counts")
     ap.add_argument("--root", default=None, help="a folder holding the data set's files (data.root)")
     a = ap.parse_args()
     cache = os.environ.get("UNLEARN_BENCH_CACHE", str(Path.home() / ".cache/unlearn-bench"))

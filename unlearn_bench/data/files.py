@@ -12,51 +12,23 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from unlearn_bench.data.raw import (
+    TooFewToSplit,
+    checked_images,
+    checked_labels,
+    fingerprint,
+    from_arrays,
+    split_off_test,
+)
 from unlearn_bench.data.sources import ImageData
 from unlearn_bench.errors import DataError, DataNotFoundError, one_line
 
+# checked arrays (``raw``) are part of this module's interface: tests and validation import them from here
+__all__ = ["IMAGE_EXTENSIONS", "ArrayFile", "ImageFolder", "TooFewToSplit", "fingerprint", "from_arrays",
+           "source_stamp"]
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
-def _images(x: np.ndarray, what: str) -> np.ndarray:
-    """uint8 (N, C, H, W) from (N, H, W), (N, C, H, W) or (N, H, W, C) arrays of 0..255 or of [0, 1] floats."""
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[:, None]
-    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
-        x = x.transpose(0, 3, 1, 2)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise DataError(f"{what} has shape {x.shape}, not images; fix: store (N, H, W), (N, C, H, W) or "
-                        f"(N, H, W, C) with C = 1 or 3")
-    if len(x) == 0:
-        raise DataError(f"{what} holds no images; fix: store at least one image per class")
-    if x.dtype == np.uint8:
-        return np.ascontiguousarray(x)
-    if x.dtype == np.bool_ or not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"{what} has dtype {x.dtype}; fix: store uint8 pixels (0..255) or floats in [0, 1]")
-    lo, hi = float(x.min()), float(x.max())
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise DataError(f"{what} holds NaN or inf pixels; fix: clean the array")
-    if np.issubdtype(x.dtype, np.floating) and lo >= 0 and hi <= 1:
-        return np.ascontiguousarray(np.round(x * 255.0).astype(np.uint8))
-    if np.issubdtype(x.dtype, np.integer) and lo >= 0 and hi <= 255:
-        return np.ascontiguousarray(x.astype(np.uint8))
-    raise DataError(f"{what} ({x.dtype}) holds values in [{lo:g}, {hi:g}]; fix: store uint8 pixels (0..255) "
-                    f"or floats in [0, 1]")
-
-
-def _labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != n:
-        raise DataError(f"{what} has shape {y.shape} for {n} images; fix: store one integer label per image")
-    if len(y) and not np.issubdtype(y.dtype, np.integer):
-        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
-            raise DataError(f"{what} has dtype {y.dtype}; fix: store integer class indices 0..C-1")
-    if len(y) and y.min() < 0:
-        raise DataError(f"{what} holds the negative label {int(y.min())}; fix: store class indices 0..C-1")
-    return y.astype(np.int64)
 
 
 def _listing_stamp(files) -> list:
@@ -85,77 +57,6 @@ def source_stamp(data_cfg: dict) -> str | None:
         return None  # loading reports the problem in one line
 
 
-def fingerprint(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()[:16]
-
-
-def from_arrays(name: str, xtr, ytr, xte, yte, num_classes: int | None = None, mean=None, std=None,
-                augment: str = "none", source: str = "the data") -> ImageData:
-    """Checked ImageData from raw arrays: pixel layout and range, labels in range, every class in training,
-    train and test images of one shape; mean/std computed from the training images when not given."""
-    xtr, xte = _images(xtr, f"{source}: x_train"), _images(xte, f"{source}: x_test")
-    ytr, yte = _labels(ytr, len(xtr), f"{source}: y_train"), _labels(yte, len(xte), f"{source}: y_test")
-    if xtr.shape[1:] != xte.shape[1:]:
-        raise DataError(f"{source}: training images are {xtr.shape[1:]} (C, H, W) but test images are "
-                        f"{xte.shape[1:]}; fix: store both splits at one size and channel count")
-    seen = int(max(ytr.max(), yte.max() if len(yte) else 0)) + 1
-    k = seen if num_classes is None else int(num_classes)
-    if seen > k:
-        raise DataError(f"{source}: label {seen - 1} is outside data.num_classes={k}; fix: set "
-                        f"data.num_classes={seen} or correct the labels")
-    present = np.unique(ytr)
-    if len(present) < k:  # labels lie in 0..k-1, so fewer distinct ones means a class without images
-        missing = np.setdiff1d(np.arange(min(k, len(present) + 10)), present)[:10].tolist()
-        fix = (f"set data.num_classes={seen} or null" if np.array_equal(present, np.arange(seen))
-               else "relabel to 0..C-1 without gaps or add their images")
-        raise DataError(f"{source}: class(es) {missing} have no training image; fix: {fix}")
-    if k < 2:
-        raise DataError(f"{source}: a single class; fix: unlearning a class needs at least two")
-    c = xtr.shape[1]
-    scaled = xtr.reshape(len(xtr), c, -1).transpose(1, 0, 2).reshape(c, -1) / 255.0
-    mean = tuple(float(v) for v in (scaled.mean(axis=1) if mean is None else mean))
-    std = tuple(float(v) for v in (scaled.std(axis=1) if std is None else std))
-    if len(mean) != c or len(std) != c or min(std) <= 0:
-        raise DataError(f"{source}: data.mean / data.std need {c} value(s) with std > 0 (got {mean}, {std}); fix: "
-                        f"set them to null to compute them from the training images")
-    t = torch.from_numpy
-    data = ImageData(name, t(xtr), t(ytr), t(xte), t(yte), k, mean, std, augment)
-    data.fingerprint = fingerprint(xtr, ytr, xte, yte)
-    return data
-
-
-class TooFewToSplit(DataError):
-    """Data without a test split hold too few images to draw one. Carries the per-class image counts, so
-    that validation can state, in the same message, what the run's other settings ask of the data."""
-
-    def __init__(self, problem: str, fix: str, counts: np.ndarray, test_fraction: float):
-        super().__init__(f"{problem}; fix: {fix}")
-        self.problem, self.fix, self.counts, self.test_fraction = problem, fix, counts, test_fraction
-
-
-def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, source: str):
-    """A stratified, seeded test split for data that come without one."""
-    from sklearn.model_selection import train_test_split
-    counts = np.bincount(y)
-    single = np.flatnonzero(counts == 1).tolist()
-    if single:
-        raise TooFewToSplit(f"{source}: class(es) {single[:10]} have a single image, too few to split off a "
-                            f"test set", "add images or provide a test split", counts, test_fraction)
-    n_test, k = int(np.ceil(test_fraction * len(y))), int((counts > 0).sum())
-    if n_test < k or len(y) - n_test < k:
-        raise TooFewToSplit(f"{source}: data.test_fraction={test_fraction} of {len(y)} images leaves "
-                            f"{min(n_test, len(y) - n_test)} for a split of {k} classes",
-                            "provide a test split or set data.test_fraction so both splits hold at least one "
-                            "image per class", counts, test_fraction)
-    tr, te = train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=y, random_state=seed)
-    tr, te = np.sort(tr), np.sort(te)
-    return x[tr], y[tr], x[te], y[te]
-
-
 class _FileSource:
     """What ``data=arrays`` and ``data=folder`` share: the path check, limits and the test split."""
 
@@ -174,15 +75,16 @@ class _FileSource:
             raise DataNotFoundError(f"data.path is not set; fix: data.path=/path/to/your/{self.example}")
         p = Path(os.path.expanduser(str(self.path)))
         if not p.exists():
-            raise DataNotFoundError(f"data.path={self.path} does not exist; fix: point data.path at your {self.what}")
+            raise DataNotFoundError(f"data.path={self.path} does not exist; fix: point data.path at your "
+                                    f"{self.what}")
         return p
 
     def _finish(self, xtr, ytr, xte, yte, source: str) -> ImageData:
         drawn = xte is None
         if drawn:
-            x = _images(xtr, f"{source}: x_train")
-            xtr, ytr, xte, yte = _split(x, _labels(ytr, len(x), f"{source}: y_train"), self.test_fraction,
-                                        self.split_seed, source)
+            x = checked_images(xtr, f"{source}: x_train")
+            y = checked_labels(ytr, len(x), f"{source}: y_train")
+            xtr, ytr, xte, yte = split_off_test(x, y, self.test_fraction, self.split_seed, source)
         data = from_arrays(self.name, xtr, ytr, xte, yte, self.num_classes, self.mean, self.std, self.augment,
                            source)
         data.drawn_test_fraction = self.test_fraction if drawn else None
@@ -198,18 +100,20 @@ class ArrayFile(_FileSource):
         try:
             z = np.load(p, allow_pickle=False)
         except (OSError, ValueError) as e:
-            raise DataError(f"data.path={self.path} is not a readable .npz ({type(e).__name__}); fix: save it "
-                            f"with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)") from e
+            raise DataError(f"data.path={self.path} is not a readable .npz ({type(e).__name__}); fix: save "
+                            f"it with numpy.savez(path, x_train=..., y_train=..., x_test=..., "
+                            f"y_test=...)") from e
         with z:
             keys = set(z.files)
             need = {"x_train", "y_train"}
             if not need <= keys or (("x_test" in keys) != ("y_test" in keys)):
-                raise DataError(f"data.path={self.path} holds {sorted(keys)}; fix: store x_train and y_train, and "
-                                f"x_test with y_test or neither (a test split is then drawn)")
+                raise DataError(f"data.path={self.path} holds {sorted(keys)}; fix: store x_train and "
+                                f"y_train, and x_test with y_test or neither (a test split is then drawn)")
             try:
                 arrays = [z[k] if k in keys else None for k in ("x_train", "y_train", "x_test", "y_test")]
             except ValueError as e:  # object arrays would need pickle
-                raise DataError(f"data.path={self.path} stores Python objects; fix: store numeric arrays") from e
+                raise DataError(f"data.path={self.path} stores Python objects; fix: store numeric "
+                                f"arrays") from e
         return self._finish(*arrays, source=f"data.path={self.path}")
 
 
@@ -220,10 +124,11 @@ def _readable(f: Path):
     try:
         yield
     except Image.DecompressionBombError as e:
-        raise DataError(f"{f} has more pixels than Pillow's safety limit ({one_line(e, 120)}); fix: shrink the "
-                        f"image, or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from e
+        raise DataError(f"{f} has more pixels than Pillow's safety limit ({one_line(e, 120)}); fix: shrink "
+                        f"the image, or raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from e
     except (OSError, ValueError) as e:
-        raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace it") from e
+        raise DataError(f"{f} cannot be read as an image ({type(e).__name__}); fix: remove or replace "
+                        f"it") from e
 
 
 class ImageFolder(_FileSource):
@@ -257,12 +162,12 @@ class ImageFolder(_FileSource):
         if im.mode.startswith("I"):  # 16-bit gray (Pillow says I;16 or, in some versions, I)
             a = np.asarray(im).astype(np.float64)
             if a.min() < 0 or a.max() > 65535:
-                raise DataError(f"{f} holds 32-bit integer pixels; fix: save 8- or 16-bit images, or pass the "
-                                f"arrays with data=arrays")
+                raise DataError(f"{f} holds 32-bit integer pixels; fix: save 8- or 16-bit images, or pass "
+                                f"the arrays with data=arrays")
             return Image.fromarray(np.round(a * (255.0 / 65535.0)).astype(np.uint8), "L")
         if im.mode == "F":
-            raise DataError(f"{f} holds floating-point pixels; fix: save 8- or 16-bit images, or pass the arrays "
-                            f"with data=arrays")
+            raise DataError(f"{f} holds floating-point pixels; fix: save 8- or 16-bit images, or pass the "
+                            f"arrays with data=arrays")
         return im
 
     @staticmethod
@@ -284,8 +189,9 @@ class ImageFolder(_FileSource):
             if first is None:
                 first = (a.shape, f)
             elif a.shape != first[0]:
-                raise DataError(f"{f} is {a.shape[1]}x{a.shape[0]} but {first[1]} is {first[0][1]}x{first[0][0]}; "
-                                f"fix: set data.size=[H,W] to resize every image")
+                raise DataError(f"{f} is {a.shape[1]}x{a.shape[0]} but {first[1]} is "
+                                f"{first[0][1]}x{first[0][0]}; fix: set data.size=[H,W] to resize every "
+                                f"image")
             out.append(a)
         x = np.stack(out)
         return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
@@ -311,8 +217,8 @@ class ImageFolder(_FileSource):
         classes = list(parts["train"])
         if split and not set(parts["test"]) <= set(classes):
             extra = sorted(set(parts["test"]) - set(classes))
-            raise DataError(f"{root}/test has class folder(s) {extra[:5]} that train/ lacks; fix: use the same "
-                            f"class folder names in both")
+            raise DataError(f"{root}/test has class folder(s) {extra[:5]} that train/ lacks; fix: use the "
+                            f"same class folder names in both")
         files = {s: [(i, f) for i, c in enumerate(classes) for f in listing.get(c, [])]
                  for s, listing in parts.items()}
         for part, fs in files.items():
@@ -325,19 +231,22 @@ class ImageFolder(_FileSource):
     def load(self, cache_dir=None) -> ImageData:
         if self.size is not None and not (len(self.size) == 2 and all(
                 isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.size)):
-            raise DataError(f"data.size={list(self.size)!r} is not [height, width]; fix: e.g. data.size=[32,32], "
-                            f"or null to keep the images' own size")
+            raise DataError(f"data.size={list(self.size)!r} is not [height, width]; fix: e.g. "
+                            f"data.size=[32,32], or null to keep the images' own size")
         root = self.resolve(cache_dir)
         if not root.is_dir():
-            raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class folders")
+            raise DataError(f"data.path={self.path} is not a folder; fix: point it at a folder of class "
+                            f"folders")
         files, classes = self._files(root)
         every = [f for fs in files.values() for _, f in fs]
         mode = {"auto": None, "1": "L", "3": "RGB", 1: "L", 3: "RGB"}.get(self.channels, "bad")
         if mode == "bad":
             raise DataError(f"data.channels={self.channels!r}; fix: use auto, 1 or 3")
         # the decoded arrays are reused while no file is added, removed, rewritten or touched
-        key = hashlib.sha256(repr((str(root.resolve()), self.size, mode, _listing_stamp(every))).encode()).hexdigest()[:16]
-        cached = Path(cache_dir or Path.home() / ".cache" / "unlearn-bench").expanduser() / "data" / f"folder-{key}.npz"
+        stamp = repr((str(root.resolve()), self.size, mode, _listing_stamp(every)))
+        key = hashlib.sha256(stamp.encode()).hexdigest()[:16]
+        cache = Path(cache_dir or Path.home() / ".cache" / "unlearn-bench").expanduser()
+        cached = cache / "data" / f"folder-{key}.npz"
         if cached.exists():
             with np.load(cached, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}

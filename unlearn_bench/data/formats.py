@@ -21,7 +21,8 @@ import numpy as np
 
 from unlearn_bench.errors import DataError, one_line
 
-Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train x (N,C,H,W) uint8, train y, test x, test y
+# train x (N, C, H, W) uint8, train y, test x, test y
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 MAX_IDX_BYTES = 2**32  # far above any MNIST-format file (MNIST train images: 47 MB)
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -60,7 +61,8 @@ def read_idx(path: Path) -> np.ndarray:
             dims = struct.unpack(f">{magic[3]}I", sizes)
             need = math.prod(dims)
             if need > MAX_IDX_BYTES:
-                raise _damaged(path, f"its header promises {need} data bytes {dims}, more than any MNIST file")
+                raise _damaged(path, f"its header promises {need} data bytes {dims}, more than any MNIST "
+                                     f"file")
             raw = bytearray(f.read(need))  # writable, so the tensor made from it may be written
             extra = len(f.read(1))
     except (OSError, EOFError, zlib.error) as e:  # gzip signals truncation with EOFError
@@ -84,7 +86,8 @@ def read_idx_folder(folder: Path) -> Arrays | None:
     for images, labels in IDX_FILES.values():
         x, y = read_idx(found[images]), read_idx(found[labels])
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise _damaged(found[images], f"{x.shape} images do not match {y.shape} labels in {found[labels].name}")
+            raise _damaged(found[images], f"{x.shape} images do not match {y.shape} labels in "
+                                          f"{found[labels].name}")
         out += [x[:, None], y.astype(np.int64)]
     return tuple(out)
 

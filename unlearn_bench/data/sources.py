@@ -32,7 +32,8 @@ class ImageData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: str = "none"  # "none" | "crop_flip" | "crop"
-    fingerprint: str | None = None  # content hash of files a user supplies (data_files.py): part of cache keys
+    # content hash of the files a user supplies (data/raw.py): part of cache keys
+    fingerprint: str | None = None
     drawn_test_fraction: float | None = None  # the test split is this share of data that came without one
 
     @property
@@ -104,8 +105,10 @@ class TorchvisionImages:
         import torchvision.datasets as tvd
 
         cls = getattr(tvd, self.dataset)
-        splits = [{"split": "train"}, {"split": "test"}] if self.dataset == "SVHN" else [{"train": True}, {"train": False}]
-        for kw in splits:  # torchvision checks each file's md5 as it downloads; the arrays are read afterwards
+        svhn = self.dataset == "SVHN"
+        splits = [{"split": "train"}, {"split": "test"}] if svhn else [{"train": True}, {"train": False}]
+        # torchvision checks each file's md5 as it downloads; the arrays are read afterwards
+        for kw in splits:
             cls(str(root), download=True, **kw)
 
     def resolve(self, cache_dir: str | Path | None) -> read_formats.Arrays:
@@ -142,7 +145,8 @@ class TorchvisionImages:
         for split, y in (("training", ytr), ("test", yte)):
             if len(y) and not 0 <= int(y.min()) <= int(y.max()) < self.num_classes:
                 raise DataError(f"{self.name}'s {split} labels span {int(y.min())}..{int(y.max())}, outside "
-                                f"0..{self.num_classes - 1}; fix: set data.num_classes to the dataset's class count")
+                                f"0..{self.num_classes - 1}; fix: set data.num_classes to the dataset's "
+                                f"class count")
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
         return ImageData(self.name, t(xtr), t(ytr).long(), t(xte), t(yte).long(), self.num_classes, self.mean,
                          self.std, self.augment).limit(self.train_limit, self.test_limit)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from unlearn_bench import metrics as M
-from unlearn_bench.methods.base import Subset
+from unlearn_bench.data.batches import Subset
 
 SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test", "unseen")
 GPU_BATCH, CPU_BATCH = 4096, 64
@@ -70,7 +70,8 @@ def predict_logits(model: nn.Module, subset: Subset, batch_size: int | None = No
     return torch.cat(out).cpu().numpy()
 
 
-def collect(model: nn.Module, subsets: dict[str, Subset], batch_size: int | None = None) -> dict[str, np.ndarray]:
+def collect(model: nn.Module, subsets: dict[str, Subset],
+            batch_size: int | None = None) -> dict[str, np.ndarray]:
     return {name: predict_logits(model, s, batch_size) for name, s in subsets.items()}
 
 
@@ -104,7 +105,8 @@ def relearn(subsets: dict[str, Subset], unlearned: nn.Module, retrain: nn.Module
             size: int, lr: float, max_steps: int, seed: int) -> dict:
     """``relearn/steps`` of the unlearned model and, with the oracle, its own steps and the anamnesis index
     AIN = steps(theta_u) / steps(theta_r) (Chundawat et al. TIFS'23). Both relearn the same seeded sample:
-    ``size`` forget-class train images plus ``size`` retain images; the probe is the forget-class test split."""
+    ``size`` forget-class train images plus ``size`` retain images; the probe is the forget-class test
+    split."""
     from unlearn_bench.metrics import relearn_ain
     probe = subsets["forget_test"]
     if len(probe) == 0:

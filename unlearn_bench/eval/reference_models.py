@@ -27,24 +27,22 @@ from hydra.utils import instantiate
 from unlearn_bench import metrics as M
 from unlearn_bench.errors import Diverged
 from unlearn_bench.eval import outputs as evaluation
-from unlearn_bench.run.identity import FQ_SEED_OFFSET, KLOM_SEED_OFFSET, SHADOW_SEED_OFFSET, reference_seed
-from unlearn_bench.train.loop import check_finite, norm_stats_scope
+from unlearn_bench.run.identity import FQ_SEED_OFFSET, KLOM_SEED_OFFSET
+from unlearn_bench.run.models import ModelStore
+from unlearn_bench.train.loop import check_finite
 
 log = logging.getLogger("unlearn_bench")
 KLOM_SPLITS = ("forget_train", "retain_train", "forget_test", "retain_test")
 
 
 class ReferenceModels:
-    def __init__(self, ctx, logger):
-        self.ctx, self.logger = ctx, logger
-        self.forget = ctx.subsets["forget_train"]
+    """The reference sides of eval=full for the run ``ctx`` (a ``run.context.Context``); its models come
+    from ``store`` (a ``run.models.ModelStore``; one bound to ``logger`` when not given)."""
 
-    def _train(self, kind: str, spec: dict, idx: np.ndarray, init_seed: int, shuffle_seed: int):
-        ctx = self.ctx
-        subset = ctx.subset(ctx.train_x, ctx.train_y, idx)
-        model, _, _ = ctx.cache.get_or_train(kind, spec, lambda: ctx.build_model(init_seed),
-                                             ctx._trainer(subset, kind, self.logger, shuffle_seed), resumable=True)
-        return ctx.placed(model)
+    def __init__(self, ctx, logger=None, store: ModelStore | None = None):
+        self.ctx = ctx
+        self.store = ModelStore(ctx, logger) if store is None else store
+        self.forget = ctx.subsets["forget_train"]
 
     def _unlearn(self, original, retain_idx, oracle_fn, seed: int):
         """A fresh instance of the configured method on a copy of ``original``; None if it diverges.
@@ -52,12 +50,10 @@ class ReferenceModels:
         the oracle (``retrain``) must be compared with other retrains, not with the very same model."""
         ctx = self.ctx
         method = instantiate(ctx.cfg.method)
-        data = ctx.unlearn_data(method, ctx.subset(ctx.train_x, ctx.train_y, retain_idx),
-                                lambda: (oracle_fn(), {}), seed)
+        data = ctx.unlearn_data(method, ctx.train_subset(retain_idx), lambda: (oracle_fn(), {}), seed)
         torch.manual_seed(seed)
         try:
-            with norm_stats_scope(str(ctx.cfg.norm_stats)):  # as the run's own unlearning step
-                model = method.unlearn(copy.deepcopy(original), data)
+            model = method.unlearn(copy.deepcopy(original), data)  # data.fit: the run's norm-stats mode
             check_finite(model)
         except Diverged as e:
             log.warning("reference unlearning run diverged (%s); its metric is skipped", e)
@@ -66,24 +62,19 @@ class ReferenceModels:
 
     def phi(self, model) -> np.ndarray:
         """LiRA's logit-scaled confidence on D_f."""
-        return M.logit_scaled_confidence(evaluation.predict_logits(model, self.forget), self.forget.y.cpu().numpy())
+        logits = evaluation.predict_logits(model, self.forget)
+        return M.logit_scaled_confidence(logits, self.forget.y.cpu().numpy())
 
     def shadows(self, k: int, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(in, out) phi matrices, shape (k, |D_f|)."""
-        ctx, s = self.ctx, self.ctx.split
-        base = {**ctx._spec(), "forget_classes": s.forget_classes}
-        retain = np.asarray(s.retain_train)
+        store = self.store
         ins, outs = [], []
         for i in range(k):
-            rng = np.random.default_rng([seed, i, 17])  # the half depends only on (seed, i): cache-stable
-            half = np.sort(rng.choice(retain, size=len(retain) // 2, replace=False))
-            init = reference_seed(ctx.cfg.seed, SHADOW_SEED_OFFSET, i)
-            orig = self._train("shadow_original", {**base, "shadow": i, "half_seed": seed},
-                               np.concatenate([np.asarray(s.forget_train), half]), init, init)
-            out = self._train("shadow_retrain", {**base, "shadow": i, "half_seed": seed}, half, init + 1, init)
-            twin = {**base, "shadow": i, "half_seed": seed, "twin": 1}
-            unl = self._unlearn(orig, half, lambda t=twin, h=half, j=init: self._train("shadow_retrain", t, h, j + 2, j + 2),
-                                seed=int(ctx.cfg.seed) + i)
+            orig = store.reference("shadow_original", i, half_seed=seed)
+            out = store.reference("shadow_retrain", i, half_seed=seed)
+            unl = self._unlearn(orig, store.shadow_half(i, seed),
+                                lambda i=i: store.reference("shadow_retrain", i, half_seed=seed, twin=True),
+                                seed=int(self.ctx.cfg.seed) + i)
             if unl is None:
                 return None
             ins.append(self.phi(unl))
@@ -91,24 +82,21 @@ class ReferenceModels:
         return np.stack(ins), np.stack(outs)
 
     def fq_ensembles(self, n: int, original, retrain) -> dict | None:
-        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, their mean RA and TA, and the retrains'
-        margins on every split of ``KLOM_SPLITS`` (``margins_r``: split -> (n, split size)) for KLOM."""
+        """phi matrices (n, |D_f|) of n unlearning runs and n retrains, their mean RA and TA, and the
+        retrains' margins on every split of ``KLOM_SPLITS`` (``margins_r``: split -> (n, split size)) for
+        KLOM."""
         ctx, s = self.ctx, self.ctx.split
-        base = {**ctx._spec(), "forget_classes": s.forget_classes}
         subsets = {k: ctx.subsets[k] for k in KLOM_SPLITS}
         labels = {k: v.y.cpu().numpy() for k, v in subsets.items()}
         retain = {k: subsets[k] for k in ("retain_train", "retain_test")}  # all the unlearned side needs
         runs = {"u": [], "r": []}
         margins_r = []
         for i in range(n):
-            unl = self._unlearn(original, s.retain_train, self._twin(i), seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
+            unl = self._unlearn(original, s.retain_train, self._twin(i),
+                                seed=int(ctx.cfg.seed) + FQ_SEED_OFFSET + i)
             if unl is None:
                 return None
-            if i == 0:
-                ret = retrain
-            else:
-                init = reference_seed(ctx.cfg.seed, FQ_SEED_OFFSET, i)
-                ret = self._train("fq_retrain", {**base, "fq_run": i}, np.asarray(s.retain_train), init, init)
+            ret = retrain if i == 0 else self.store.reference("fq_retrain", i)
             for side, model in (("u", unl), ("r", ret)):
                 lg = evaluation.collect(model, subsets if side == "r" else retain, ctx.cfg.eval.batch_size)
                 runs[side].append((self.phi(model),
@@ -119,17 +107,15 @@ class ReferenceModels:
         out = {}
         for side, rows in runs.items():
             out[side] = np.stack([r[0] for r in rows])
-            out[f"acc_{side}"] = {"ra": float(np.mean([r[1] for r in rows])), "ta": float(np.mean([r[2] for r in rows]))}
+            out[f"acc_{side}"] = {"ra": float(np.mean([r[1] for r in rows])),
+                                  "ta": float(np.mean([r[2] for r in rows]))}
         out["margins_r"] = {k: np.stack([m[k] for m in margins_r]) for k in subsets}
         return out
 
     def _twin(self, i: int):
         """Lazily, the i-th retrain independent of the N oracles: what a method that needs the oracle (or
         returns it, like ``retrain``) gets in the i-th reference run, so it is never compared with itself."""
-        ctx, s = self.ctx, self.ctx.split
-        base = {**ctx._spec(), "forget_classes": s.forget_classes}
-        j = reference_seed(ctx.cfg.seed, FQ_SEED_OFFSET, i) + 5
-        return lambda: self._train("fq_retrain", {**base, "fq_twin": i}, np.asarray(s.retain_train), j, j)
+        return lambda: self.store.reference("fq_retrain", i, twin=True)
 
     def klom_margins(self, n: int, original) -> dict | None:
         """Margins on ``KLOM_SPLITS`` (split -> (n, split size)) of the method applied to n originals: this
@@ -142,12 +128,11 @@ class ReferenceModels:
         labels = {k: v.y.cpu().numpy() for k, v in subsets.items()}
         out = {k: [] for k in KLOM_SPLITS}
         for i in range(n):
-            if i == 0 or ctx.method.needs_oracle:  # the retrain row returns the oracle, whatever it is given
-                orig = original
-            else:
-                init = reference_seed(ctx.cfg.seed, KLOM_SEED_OFFSET, i)
-                orig = self._train("klom_original", {**ctx._spec(), "klom_run": i}, np.asarray(s.train_idx), init, init)
-            unl = self._unlearn(orig, s.retain_train, self._twin(i), seed=int(ctx.cfg.seed) + KLOM_SEED_OFFSET + i)
+            # the retrain row returns the oracle, whatever it is given
+            same = i == 0 or ctx.method.needs_oracle
+            orig = original if same else self.store.reference("klom_original", i)
+            unl = self._unlearn(orig, s.retain_train, self._twin(i),
+                                seed=int(ctx.cfg.seed) + KLOM_SEED_OFFSET + i)
             if unl is None:
                 return None
             lg = evaluation.collect(unl, subsets, ctx.cfg.eval.batch_size)

@@ -1,9 +1,10 @@
-"""Every metric family of a run, computed from collected logits (no model runs here).
+"""The computations behind the metric families (``unlearn_bench/eval/families/``), from collected logits
+(no model runs here).
 
 Inputs are dicts ``split -> logits`` / ``split -> labels`` over the splits of ``evaluation.SPLITS``.
 Definitions follow metrics.md (population MIAs of Unlearn-Sparse/SalUn, SSD, the NeurIPS'23 kit and
 LRA-NPP's Fr/Fs; SalUn's Avg. Gap; Bad Teacher's JS distances and ZRF; U-LiRA of Hayes et al. 2024; the
-challenge's forgetting quality of Triantafillou et al. 2024). Keys are listed in ``metrics.METRIC_INFO``.
+challenge's forgetting quality of Triantafillou et al. 2024). Each family states its keys' ``MetricInfo``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,6 @@ import pandas as pd
 
 from unlearn_bench import metrics as M
 from unlearn_bench.eval.outputs import SPLITS
-
-# Bump when population_mias, or a metrics.* function it calls, changes what it returns: results cached for
-# the original and the oracle (Context.cached_metrics) are keyed by it.
-# 2: Fr with a linear-kernel SVC, Fs with 10% held out per split; 3: the entropy attack's non-members are
-# the whole test split, as SSD runs it; 4: mean and spread over seeded draws, the entropy attack on all of
-# D_r and D_t, the loss attack's regressions solved to convergence, the SVC on p_y merged in 2e-3 bins
-POPULATION_MIA_VERSION = 4
 
 
 def _test(logits: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +57,8 @@ def population_mias(logits: dict, labels: dict, original_logits: dict, seed: int
         pick = np.sort(np.random.default_rng(s).choice(len(labels[rt]), size=n, replace=False))
         per_draw["mia/svc_confidence"].append(M.svc_confidence_mia(
             logits[rt][pick], labels[rt][pick], logits[rte], labels[rte], logits[ft], labels[ft], seed=s))
-    per_draw["mia/entropy_member_rate"] = [M.entropy_member_rate(logits[rt], _test(logits, labels)[0], logits[ft])]
+    per_draw["mia/entropy_member_rate"] = [M.entropy_member_rate(logits[rt], _test(logits, labels)[0],
+                                                                 logits[ft])]
     if len(labels[fte]) >= 6:  # 10% held out of 2 x 6 images is 2: the fewest a stratified split can take
         acc = M.loss_cv_accuracies(M.cross_entropy_per_sample(logits[ft], labels[ft]),
                                    M.cross_entropy_per_sample(logits[fte], labels[fte]), seeds, n_splits=10)
@@ -115,7 +110,8 @@ def strongest_roc(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFr
 def per_class(models: dict[str, dict], labels: dict, num_classes: int) -> pd.DataFrame:
     """Per-class top-1 accuracy on the train split (D_f + D_r) and the test split, one column per model."""
     cols = {"class": np.arange(num_classes)}
-    for part, splits in (("train", ("forget_train", "retain_train")), ("test", ("forget_test", "retain_test"))):
+    for part, splits in (("train", ("forget_train", "retain_train")),
+                         ("test", ("forget_test", "retain_test"))):
         y = np.concatenate([labels[s] for s in splits])
         cols[f"n_{part}"] = np.bincount(y, minlength=num_classes)
         for name, logits in models.items():
@@ -163,8 +159,8 @@ def ulira_metrics(target_u: np.ndarray, target_r: np.ndarray, in_scores: np.ndar
         r = M.ulira(np.stack([target_u, target_r]), in_scores, out_scores, np.array([[True], [False]]),
                     fix_variance=fix_variance)
         mode = "run"
-    return {"mia/ulira_auc": r["auc"], "mia/ulira_bal_acc": r["bal_acc"], "mia/ulira_tpr_at_1fpr": r["tpr_at_1fpr"],
-            "eval/ulira_targets": mode}
+    return {"mia/ulira_auc": r["auc"], "mia/ulira_bal_acc": r["bal_acc"],
+            "mia/ulira_tpr_at_1fpr": r["tpr_at_1fpr"], "eval/ulira_targets": mode}
 
 
 def fq_metrics(unlearned_phi: np.ndarray, retrain_phi: np.ndarray, acc_u: dict, acc_r: dict) -> dict:
@@ -175,7 +171,8 @@ def fq_metrics(unlearned_phi: np.ndarray, retrain_phi: np.ndarray, acc_u: dict, 
             "fq/score": M.final_score(f, acc_u["ra"], acc_r["ra"], acc_u["ta"], acc_r["ta"])}
 
 
-KLOM_PARTS = {"forget": ("forget_train",), "retain": ("retain_train",), "test": ("forget_test", "retain_test")}
+KLOM_PARTS = {"forget": ("forget_train",), "retain": ("retain_train",),
+              "test": ("forget_test", "retain_test")}
 
 
 def klom_metrics(margins_u: dict, margins_r: dict, per_example: dict | None = None) -> dict:

@@ -13,46 +13,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
-from unlearn_bench.data.batches import Normalizer, TensorBatches
+from unlearn_bench.data.batches import Subset
 from unlearn_bench.errors import RegimeError
+from unlearn_bench.methods.hparams import HP, check_arguments
 
 
 class Regime(str, Enum):
     FULL = "full"
     FORGET_ONLY = "forget_only"
     ZERO_SHOT = "zero_shot"
-
-
-class Subset:
-    """A labelled set of images held as device tensors (uint8 images + int64 labels)."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, normalize: Normalizer, augment: str = "none",
-                 channels_last: bool = False):
-        self.x, self.y, self.normalize = x, y, normalize
-        self.augment, self.channels_last = augment, channels_last
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def batches(self, batch_size: int, shuffle: bool = True, seed: int = 0, augment: bool = False,
-                drop_last: bool = False) -> TensorBatches:
-        return TensorBatches(self.x, self.y, self.normalize, batch_size, shuffle, seed,
-                             self.augment if augment else "none", drop_last, self.channels_last)
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All images normalised at once (for small sets such as the unseen pool)."""
-        return self.normalize(self.x), self.y
-
-    def sample(self, n: int, seed: int) -> Subset:
-        """A seeded random subset of ``n`` items (all of them if ``n >= len``)."""
-        if n >= len(self):
-            return self
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(self), generator=g)[:n].to(self.x.device)
-        return Subset(self.x[idx], self.y[idx], self.normalize, self.augment, self.channels_last)
 
 
 _ALLOWED = {  # exactly the sets of methods.md's regimes: a wider regime does not imply the unseen pool
@@ -78,6 +49,8 @@ class UnlearnData:
     _oracle: Callable[[], tuple[nn.Module, dict]] | None = field(repr=False, default=None)
     logger: Any = False
     progress: bool | str = True  # False, True, or the stage name a training's progress bar shows
+    precision: str | None = None  # a Lightning precision name; None: the loop's enclosing scope
+    norm_stats: str | None = None  # update | frozen (cfg.norm_stats); None: the loop's enclosing scope
 
     def _get(self, name: str) -> Subset:
         if name not in _ALLOWED[self.regime]:
@@ -115,24 +88,44 @@ class UnlearnData:
                               f"against; fix: only the retrain method (needs_oracle=True) may use it")
         return self._oracle()
 
+    def fit(self, model: nn.Module, batches, loss_fn: Callable, optimizer: Callable, **kw) -> list[float]:
+        """``unlearn_bench.train.loop.fit`` on this run's device, at its precision and normalisation-
+        statistics mode, with its logger and progress bar; ``kw``: epochs, max_steps, schedule,
+        after_step. Returns the loss curve, one value per epoch."""
+        from unlearn_bench.train import loop
+        return loop.fit(model, batches, loss_fn, optimizer, self.device, logger=self.logger,
+                        progress=self.progress, precision=self.precision, norm_stats=self.norm_stats,
+                        **kw)
+
 
 class Method:
     """Base class. Subclasses set ``regime`` and implement ``unlearn``; hyperparameters are ``__init__``
-    arguments with the defaults stated in the method's YAML (``conf/method/<label>.yaml``)."""
+    arguments with the defaults stated in the method's YAML (``conf/method/<label>.yaml``), each declared
+    in ``hparams`` (name -> ``methods.hparams`` spec: type, range, search range). The declarations are
+    checked on the configuration before anything is built and on every construction, and give the Optuna
+    search space (``search_note``: the comment its generated sweeper file carries)."""
 
     regime: ClassVar[Regime] = Regime.FULL
     needs_unseen_retain: bool = False  # unseen images of the other classes (recorded in metrics.json)
     needs_oracle: ClassVar[bool] = False  # the retrain oracle itself: the `retrain` row only
+    hparams: ClassVar[dict[str, HP]] = {}
+    search_note: ClassVar[str] = ""
+
+    def __new__(cls, *args, **kwargs):
+        check_arguments(cls, args, kwargs)
+        return super().__new__(cls)
 
     def __init__(self) -> None:
         self.extra_metrics: dict[str, float] = {}
 
     def validate(self, model: nn.Module, info: dict) -> None:
-        """Check hyperparameters against the model and data before anything trains (raise ConfigError).
-        ``info`` holds num_classes, forget_classes, unseen_size, in_shape."""
+        """Checks that need the model or the data, before anything trains (raise ConfigError); the declared
+        types and ranges are checked already. ``info`` holds num_classes, forget_classes, unseen_size,
+        in_shape."""
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         raise NotImplementedError
 
-    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module, data: UnlearnData) -> None:
+    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module,
+                        data: UnlearnData) -> None:
         """Write method-specific outputs (json, figures) into the run directory; untimed."""

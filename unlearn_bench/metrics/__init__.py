@@ -1,6 +1,8 @@
 """Unlearning metrics: pure functions from model outputs (numpy arrays) to numbers.
 
-Each metric documents its direction and retrain reference; see ``METRIC_INFO`` for the reported keys.
+Each metric documents its direction and retrain reference; the metric families that report them state
+their keys' ``MetricInfo`` (collected in ``unlearn_bench.metrics.info.METRIC_INFO``, which this package
+does not import: it imports the families).
 """
 from .accuracy import (
     accuracy,
@@ -19,7 +21,6 @@ from .forgetting_quality import (
     final_score,
     forgetting_quality,
 )
-from .info import METRIC_INFO, MetricInfo, metric_info_markdown
 from .klom import klom_null, klom_per_example, klom_stats, klom_summary
 from .mia import (
     draw_seed,
@@ -39,8 +40,6 @@ from .mia import (
 )
 
 __all__ = [
-    "METRIC_INFO",
-    "MetricInfo",
     "accuracy",
     "as_numpy",
     "avg_gap",
@@ -66,7 +65,6 @@ __all__ = [
     "loss_cv_mia",
     "lra_fr",
     "lra_fs",
-    "metric_info_markdown",
     "per_class_accuracy",
     "relearn_ain",
     "roc_curve_points",

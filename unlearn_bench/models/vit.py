@@ -21,9 +21,11 @@ class Block(nn.Module):
 class ViT(nn.Module):
     feature_layer = "head"
     feature_source = None
-    lra_npp_path = "target_out"  # the LRA-NPP authors edit only the head weights from a unit to the forget class
+    # the LRA-NPP authors edit only the head weights from a unit to the forget class
+    lra_npp_path = "target_out"
 
-    def __init__(self, in_shape, num_classes: int, patch: int, dim: int, depth: int, heads: int, mlp_ratio: int):
+    def __init__(self, in_shape, num_classes: int, patch: int, dim: int, depth: int, heads: int,
+                 mlp_ratio: int):
         super().__init__()
         c, h, w = in_shape
         if h % patch or w % patch:

@@ -43,13 +43,15 @@ NAMES = {"acc/forget_train": "forget accuracy (D_f, At)", "acc/retain_train": "r
 
 
 def axis_name(key: str) -> str:
-    """A key as the README names it, the key itself after it: "forget accuracy (D_f, At) [acc/forget_train]"."""
+    """A key as the README names it, the key itself after it:
+    "forget accuracy (D_f, At) [acc/forget_train]"."""
     name = NAMES.get(key)
     return f"{name} [{key.removeprefix('cfg/')}]" if name else key.removeprefix("cfg/")
 
 
 def pareto_points(df: pd.DataFrame, forget: str = "acc/forget_train", retain: str = "acc/retain_test",
-                  cost: str = "cost/unlearn_s", label: str = "method", eligible: str | None = None) -> pd.DataFrame:
+                  cost: str = "cost/unlearn_s", label: str = "method",
+                  eligible: str | None = None) -> pd.DataFrame:
     """One point per ``label``: mean and std over its runs of forget and retain accuracy, mean cost, n = its
     runs (every run of the label, as a table row counts them) and ``ok``: whether ``eligible`` (a column,
     True where the row forgets) holds for it; labels without both means drop out."""
@@ -97,8 +99,9 @@ def _size_legend(ax, costs: pd.Series):
                      title="marker area = unlearning time", title_fontsize=7)
 
 
-def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train", retain: str = "acc/retain_test",
-           cost: str = "cost/unlearn_s", label: str = "method", title: str = "", eligible: str | None = None) -> Path:
+def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train",
+           retain: str = "acc/retain_test", cost: str = "cost/unlearn_s", label: str = "method",
+           title: str = "", eligible: str | None = None) -> Path:
     """Mean ± std over runs of forget vs retain accuracy per ``label`` (``pareto_points``; ``df`` has one
     row per run), each point named beside the plot with a leader line, since many methods land on one spot;
     labels are stacked in the order of the points' retain accuracy so none overlap. Marker area is the
@@ -136,8 +139,8 @@ def pareto(df: pd.DataFrame, path: str | Path, forget: str = "acc/forget_train",
                     arrowprops={"arrowstyle": "-", "color": st["color"], "lw": 0.5, "alpha": 0.6})
     cand = np.flatnonzero(g["ok"].to_numpy())
     front = cand[pareto_front(g["f"].to_numpy()[cand], g["r"].to_numpy()[cand])] if cand.size else cand
-    (line,) = ax.plot(g["f"].to_numpy()[front], g["r"].to_numpy()[front], "k--", lw=1.0, alpha=0.8, marker="o",
-                      ms=13, mfc="none", mec="black", mew=0.8, zorder=2,
+    (line,) = ax.plot(g["f"].to_numpy()[front], g["r"].to_numpy()[front], "k--", lw=1.0, alpha=0.8,
+                      marker="o", ms=13, mfc="none", mec="black", mew=0.8, zorder=2,
                       label="Pareto front among the rows that forget\n(forget accuracy below the Original's\n"
                             "beyond noise)")
     sizes = _size_legend(ax, g["c"][[not str(i).startswith("Original") for i in g.index]])
@@ -179,7 +182,8 @@ def lines(df: pd.DataFrame, x: str, y: str | list[str], path: str | Path, hue: s
         for name, g in groups:
             if m not in g.columns:
                 continue
-            s = g.assign(_y=pd.to_numeric(g[m], errors="coerce")).groupby(x)["_y"].agg(["mean", "std", "count"])
+            num = g.assign(_y=pd.to_numeric(g[m], errors="coerce"))
+            s = num.groupby(x)["_y"].agg(["mean", "std", "count"])
             s = s.dropna(subset=["mean"]).sort_index()
             if s.empty:
                 continue
@@ -194,14 +198,16 @@ def lines(df: pd.DataFrame, x: str, y: str | list[str], path: str | Path, hue: s
         if d[x].notna().any():
             _ticks(ax, d[x])
         if chance is not None and m.startswith("acc/forget"):
-            ax.axhline(chance, color="gray", ls=":", lw=1.0, label=f"chance, 1/{round(1 / chance)} = {chance:.2f}")
+            ax.axhline(chance, color="gray", ls=":", lw=1.0,
+                       label=f"chance, 1/{round(1 / chance)} = {chance:.2f}")
         ax.set(xlabel=xlabel or axis_name(x), ylabel=axis_name(m))
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2),
                       ncol=min(3, len(handles)))
         if not any(lab for lab in labels if not lab.startswith("chance")):
-            ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+            ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=8)
     fig.suptitle(title or f"mean ± {band} over runs", fontsize=9)
     return _save(fig, path)
 
@@ -247,7 +253,8 @@ def klom_boxes(per_method: dict[str, dict[str, np.ndarray]], null: float | None,
     axes[0, 0].set_ylabel("KL(unlearned || retrained), per example")
     # above the panels: a legend inside them would sit on the lines it explains
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.9))
+    fig.legend(handles, labels, fontsize=7, frameon=False, loc="lower center", ncol=2,
+               bbox_to_anchor=(0.5, 0.9))
     fig.subplots_adjust(top=0.8)
     fig.suptitle(title or "per-example KLOM (lower = closer to retraining)", fontsize=9, y=1.02)
     return _save(fig, path, tight=False)

@@ -33,9 +33,9 @@ LEGEND = ("`(draws ± x)`: std of one draw of the attack within a run (root mean
           "value is the mean of R draws, so its draw noise is x / √R. "
           f"`{WITHIN}`: within noise of Retrain, |mean − Retrain mean| ≤ √(s² + s_R²), s² = a row's variance "
           "over runs + x² / R. Rows with n = 1 have no spread over runs. "
-          f"`{NOT_FORGOTTEN}`: does not forget, the forget accuracy is within noise of the Original's by the same "
-          "rule, with an accuracy's own noise √(p(1 − p) / N) over the N examples of the forget set as its draw "
-          "noise.")
+          f"`{NOT_FORGOTTEN}`: does not forget, the forget accuracy is within noise of the Original's by the "
+          "same rule, with an accuracy's own noise √(p(1 − p) / N) over the N examples of the forget set as "
+          "its draw noise.")
 
 
 @dataclass
@@ -58,7 +58,8 @@ def spread(vals: pd.Series, draws: pd.Series | None = None, r: pd.Series | None 
     runs' number of draws (``eval/mia_draws``)."""
     v = pd.to_numeric(vals, errors="coerce").dropna().to_numpy(float)
     d = pd.to_numeric(draws, errors="coerce") if draws is not None else pd.Series(dtype=float)
-    rr = pd.to_numeric(r, errors="coerce").reindex(d.index) if r is not None else pd.Series(np.nan, index=d.index)
+    rr = pd.to_numeric(r, errors="coerce").reindex(d.index) if r is not None else \
+        pd.Series(np.nan, index=d.index)
     sem2 = (d ** 2 / rr.where(rr > 0, 1.0).fillna(1.0)).dropna()  # R unknown: one draw's std, the wider
     d = d.dropna().to_numpy(float)
     return Spread(float(v.mean()) if v.size else math.nan, float(v.std(ddof=1)) if v.size > 1 else math.nan,
@@ -102,7 +103,8 @@ def mark_within_noise(rows: list[dict], spreads: list[dict], group: list[str], c
                 r[c] += f" {WITHIN}"
 
 
-def fold_original(ok: pd.DataFrame, orig: pd.DataFrame, group: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def fold_original(ok: pd.DataFrame, orig: pd.DataFrame,
+                  group: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The original shown once. ``none`` returns the original model unchanged, so where a ``none`` run's
     accuracies and attacks equal its run's ``original/`` values, that run *is* the Original row (and it
     carries what only a run computes: oracle distances, ZRF); one per (task, seed), whatever its method
@@ -114,7 +116,8 @@ def fold_original(ok: pd.DataFrame, orig: pd.DataFrame, group: list[str]) -> tup
     keys = [c for c in ok.columns if c.startswith("original/") and c.removeprefix("original/") in ok.columns]
     if none.empty or not keys:
         return orig, ok
-    a = none[[c.removeprefix("original/") for c in keys]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    own = none[[c.removeprefix("original/") for c in keys]]
+    a = own.apply(pd.to_numeric, errors="coerce").to_numpy(float)
     b = none[keys].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     same = pd.Series(np.all(np.isclose(a, b, rtol=0, atol=1e-12, equal_nan=True), axis=1), index=none.index)
     folded = none[same]

@@ -63,7 +63,8 @@ def compare_to_reference(df: pd.DataFrame, metrics: list[str], reference: str = 
     rows = []
     if ref.empty:
         return pd.DataFrame(rows)
-    for key, g in ok[ok["method"] != reference].groupby(["data", "model", "method", *by], sort=True, dropna=False):
+    others = ok[ok["method"] != reference]
+    for key, g in others.groupby(["data", "model", "method", *by], sort=True, dropna=False):
         for m in metrics:
             if m not in g.columns or m not in ref.columns:
                 continue
@@ -95,11 +96,14 @@ def format_comparison(table: pd.DataFrame) -> pd.DataFrame:
                                                          "t_p", "wilcoxon_p")]].copy()
     one = table["n"] < 2
     out["diff (95% CI)"] = [f"{d:+.3f} (n = 1: no spread)" if single else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                            for d, lo, hi, single in zip(table["mean_diff"], table["ci_low"], table["ci_high"], one)]
+                            for d, lo, hi, single in zip(table["mean_diff"], table["ci_low"],
+                                                         table["ci_high"], one)]
     out["t-test p"] = ["—" if single else _p(p) for p, single in zip(table["t_p"], one)]
     out["Wilcoxon p"] = ["—" if single else _p(p) for p, single in zip(table["wilcoxon_p"], one)]
     return out
 
 
 def _p(p: float) -> str:
-    return "—" if p is None or (isinstance(p, float) and math.isnan(p)) else ("<0.001" if p < 1e-3 else f"{p:.3f}")
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"

@@ -153,8 +153,9 @@ def checkpoint_interval() -> float:
 
 @dataclass
 class Resume:
-    """Where one training keeps its last finished epoch (``path``, e.g. ``<cache>/original/<key>.partial.pt``)
-    and the name its log lines use. Only the training that owns the path (under the cache's lock) may use it."""
+    """Where one training keeps its last finished epoch (``path``, e.g.
+    ``<cache>/original/<key>.partial.pt``) and the name its log lines use. Only the training that owns the
+    path (under the cache's lock) may use it."""
 
     path: Path
     label: str

@@ -52,6 +52,20 @@ HASHED_TARGETS = {
 }
 
 
+# The metric families every eval level ran before conf/eval listed them (``eval.families``): an eval node
+# listing exactly these hashes as it did without the list, so finished runs and sweeps stay recognised; any
+# other list changes the results, hence the hash.
+LEGACY_FAMILIES = ("accuracy", "population", "zrf", "oracle", "relearn", "ulira", "fq", "klom", "per_class",
+                   "roc")
+
+
+def hashed_eval(ev: dict) -> dict:
+    """The eval node as hashes see it (``LEGACY_FAMILIES``)."""
+    if "families" in ev and (ev["families"] is None or list(ev["families"]) == list(LEGACY_FAMILIES)):
+        return {k: v for k, v in ev.items() if k != "families"}
+    return ev
+
+
 def hashed_data(data: dict) -> dict:
     """The data node as hashes see it (``HASHED_TARGETS``)."""
     target = data.get("_target_")
@@ -60,6 +74,11 @@ def hashed_data(data: dict) -> dict:
 
 def _digest(obj, n: int) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+# Keys that change where files go, how progress shows or what a sweeper reads, never a run's results
+UNHASHED = ("cache_dir", "logger", "progress", "runs_dir", "optimized_metric",
+            "optimized_metric_failed_value")
 
 
 def config_hash(cfg: DictConfig) -> str:
@@ -72,8 +91,10 @@ def config_hash(cfg: DictConfig) -> str:
         c["_data_stamp"] = stamp
     if "data" in c:
         c["data"] = hashed_data(c["data"])
-    for volatile in ("cache_dir", "logger", "progress", "runs_dir"):
-        c.pop(volatile, None)
+    if isinstance(c.get("eval"), dict):
+        c["eval"] = hashed_eval(c["eval"])
+    for key in UNHASHED:
+        c.pop(key, None)
     if c.get("method_seed") == c.get("seed"):  # the default: a run finished before method_seed keeps its hash
         c.pop("method_seed", None)
     return _digest(c, 16)
@@ -84,11 +105,12 @@ def setup_hash(cfg: DictConfig, data_fingerprint: str | None = None) -> str:
     paired and averaged (the report never pools runs of different setups). A user's own data enter by
     content (``data_fingerprint``), not by path."""
     c = plain_config(cfg)
-    for k in ("cache_dir", "logger", "progress", "runs_dir", "method", "seed", "method_seed", "name", "device",
-              "channels_last"):
+    for k in (*UNHASHED, "method", "seed", "method_seed", "name", "device", "channels_last"):
         c.pop(k, None)
     c.get("forget", {}).pop("classes", None)
     c["data"] = hashed_data(c["data"])
+    if isinstance(c.get("eval"), dict):
+        c["eval"] = hashed_eval(c["eval"])
     if data_fingerprint:
         c["data"].pop("path", None)
         c["data"]["fingerprint"] = data_fingerprint

@@ -5,10 +5,10 @@ CLI) turns the first of either into ``errors.Interrupted`` raised where the proc
 prints one ``interrupted by SIGTERM: ...; rerun the same command to resume`` line and exits 128 + the
 signal's number. A second signal while the first one unwinds gets the signal's default action at once.
 
-Lightning's own handlers are kept out of the way (``training.make_trainer``): its SIGTERM handler would end
-``fit`` with ``SystemExit`` (status 0) and its KeyboardInterrupt handler with ``sys.exit(1)``. Inside a
-submitit job (``hydra/launcher=slurm``) the CLI's ``main`` never runs: submitit's own handlers (SIGTERM
-logged and ignored, its preemption signal checkpoints and requeues the job) stay in place untouched.
+The training loop runs on Lightning Fabric, which installs no signal handler (a Trainer's SIGTERM handler
+would end ``fit`` with ``SystemExit``, status 0, and its KeyboardInterrupt handler with ``sys.exit(1)``).
+Inside a submitit job (``hydra/launcher=slurm``) the CLI's ``main`` never runs: submitit's own handlers
+(SIGTERM logged and ignored, its preemption signal checkpoints and requeues the job) stay in place.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from contextlib import contextmanager
 
 from unlearn_bench.errors import Interrupted
 
@@ -45,26 +44,3 @@ def install() -> bool:
 
 def exit_status(e: Interrupted) -> int:
     return 128 + e.signum
-
-
-@contextmanager
-def no_keyboard_interrupt():
-    """Inside, Ctrl-C raises ``Interrupted`` where Python's default handler would raise KeyboardInterrupt
-    (which Lightning swallows into ``sys.exit(1)``, ignoring SIGINT for the rest of the process); it
-    leaves as KeyboardInterrupt. Any other SIGINT handler (the CLI's, a notebook's) is left alone."""
-    main = threading.current_thread() is threading.main_thread()
-    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield
-        return
-
-    def raise_interrupted(signum, frame):
-        raise Interrupted(signum)
-    signal.signal(signal.SIGINT, raise_interrupted)
-    try:
-        yield
-    except Interrupted as e:
-        if e.signum != signal.SIGINT:
-            raise
-        raise KeyboardInterrupt from e
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)

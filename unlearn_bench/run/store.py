@@ -21,9 +21,16 @@ PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "num
             "pandas", "zennit", "wandb", "unlearn-bench")
 
 
+# the checkout this package runs from; an installed wheel has none, and the git repository that may hold
+# its environment (a project's .venv) is not the harness's version
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
 def _git(*args: str) -> str | None:
+    if not (CHECKOUT / ".git").exists():
+        return None
     try:
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+        return subprocess.run(["git", *args], cwd=CHECKOUT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -92,7 +99,8 @@ def damage(p: Path) -> str | None:
         if not isinstance(m[k], t) or isinstance(m[k], bool):
             return f"{k}={m[k]!r} is not a {t.__name__}"
     for k, v in m.items():
-        if "/" not in k or v is None or isinstance(v, bool):  # metrics are "family/name"; the rest bookkeeping
+        # metrics are "family/name"; the rest is bookkeeping
+        if "/" not in k or v is None or isinstance(v, bool):
             continue
         if not isinstance(v, (int, float)):
             return f"{k}={v!r} is not a number"
@@ -133,8 +141,8 @@ def load_results(root: str | Path) -> pd.DataFrame:
         m = json.loads(p.read_text())
         rows.append({**m, **forget_sizes(p.parent, m["forget"]), "run_dir": str(p.parent)})
     if skipped:
-        log.warning("%d of %d metrics.json under %s reported; %d skipped (named above)", len(rows), len(found),
-                    root, len(skipped))
+        log.warning("%d of %d metrics.json under %s reported; %d skipped (named above)", len(rows),
+                    len(found), root, len(skipped))
     df = pd.DataFrame(rows)
     df.attrs.update(found=len(found), loaded=len(rows), skipped=skipped)
     return df

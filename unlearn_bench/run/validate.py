@@ -2,8 +2,9 @@
 what is wrong, then how to fix it.
 
 ``validate_config(cfg)`` is the whole path: ``check_config`` (types and ranges; nothing built), then the
-run's context (data loaded, split made, model and method instantiated; nothing trained), then
-``validate_run`` (checks that need the data and the model, including the method's own ``validate``).
+run's ``Setup`` (data loaded on the CPU, split made, model and method instantiated; nothing trained, nothing
+on an accelerator), then ``validate_run`` (checks that need the data and the model, including the method's
+own ``validate``; it relies on ``check_config`` having passed).
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ from omegaconf.errors import OmegaConfBaseException
 from unlearn_bench.data.check import check_sizes
 from unlearn_bench.data.files import TooFewToSplit
 from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
+from unlearn_bench.eval.family import check as check_families
+from unlearn_bench.methods.hparams import check_method_config
 
 MAX_SEED = 2**32 - 1  # Lightning's seed_everything replaces larger seeds by a random one, silently
 DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
-# hyperparameters whose names say they must be positive: lr, unlearn_lr, epochs, max_steps, forget_batch_size
-POSITIVE = re.compile(r"(.*_)?(lr|epochs|steps|batch_size)")
-INTEGRAL = ("epochs", "steps", "batch_size")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -83,62 +83,6 @@ def validate_recipe(train) -> None:
            f"train.augment={train.get('augment')!r} is not true/false; fix: set train.augment=false")
 
 
-def check_method_hyperparameters(method: dict, prefix: str = "method") -> None:
-    """Every hyperparameter named like lr / epochs / steps / batch_size (also with a prefix such as
-    ``forget_batch_size``) is positive, and integral where it counts something; null means 'derived'."""
-    for k, v in method.items():
-        key = f"{prefix}.{k}"
-        if isinstance(v, dict):
-            check_method_hyperparameters(v, key)
-            continue
-        if k.startswith("_") or v is None or not POSITIVE.fullmatch(str(k)):
-            continue
-        if str(k).endswith(INTEGRAL):
-            integer(v, key)
-        else:
-            positive(v, key)
-
-
-def _fits(value, hint) -> bool:
-    """Whether ``value`` fits a simple type hint (int, float, bool, str, None and unions of them); other
-    hints (lists, callables, classes) are not checked."""
-    import types
-    import typing
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(_fits(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return _is_int(value)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    return True  # anything richer (lists, callables, classes) is left to the method
-
-
-def check_method_types(method: dict) -> None:
-    """Every ``method.*`` value against the type its ``_target_``'s ``__init__`` declares, so a typo such as
-    ``method.momentum=abc`` stops the run here instead of inside training."""
-    import typing
-
-    from hydra.utils import get_class
-    try:
-        hints = typing.get_type_hints(get_class(method["_target_"]).__init__)
-    except Exception:  # noqa: BLE001 -- an unresolvable target is reported when it is built
-        return
-    for k, v in method.items():
-        hint = hints.get(k)
-        if k.startswith("_") or hint is None or _fits(v, hint):
-            continue
-        want = " or ".join(getattr(h, "__name__", str(h)).replace("NoneType", "null")
-                           for h in (typing.get_args(hint) or (hint,)))
-        raise ConfigError(f"method.{k}={v!r} is not {want}; fix: set method.{k} to a value of that type "
-                          f"(defaults in conf/method/)")
-
-
 def check_eval(ev: dict) -> None:
     """The evaluation settings: switches are true/false, counts are integers in range."""
     for k in ("retrain", "relearn", "ulira_fix_variance", "klom"):
@@ -152,11 +96,14 @@ def check_eval(ev: dict) -> None:
     _check(_is_number(target) and 0 < target <= 1, f"eval.relearn_target={target!r} must be in (0, 1]; fix: "
                                                    f"e.g. eval.relearn_target=0.95")
     shadows = integer(ev["shadows"], "eval.shadows", 0)
-    _check(shadows == 0 or shadows >= 2, f"eval.shadows={shadows}: U-LiRA needs at least 2 shadow pairs; fix: "
-                                         f"set eval.shadows=0 (off) or >= 2 (4 by default in eval=full)")
+    _check(shadows == 0 or shadows >= 2,
+           f"eval.shadows={shadows}: U-LiRA needs at least 2 shadow pairs; fix: set eval.shadows=0 (off) "
+           f"or >= 2 (4 by default in eval=full)")
     runs = integer(ev["fq_runs"], "eval.fq_runs", 0)
-    _check(runs == 0 or runs >= 3, f"eval.fq_runs={runs}: forgetting quality needs at least 3 runs per side; fix: "
-                                   f"set eval.fq_runs=0 (off) or >= 3")
+    _check(runs == 0 or runs >= 3,
+           f"eval.fq_runs={runs}: forgetting quality needs at least 3 runs per side; fix: set eval.fq_runs=0 "
+           f"(off) or >= 3")
+    check_families(ev)  # a misspelt family fails before anything trains
 
 
 def check_config(cfg) -> None:
@@ -176,18 +123,20 @@ def check_config(cfg) -> None:
     _check(c["channels_last"] in ("auto", True, False),
            f"channels_last={c['channels_last']!r} is not auto, true or false; fix: set channels_last=auto")
     classes = c["forget"]["classes"]
-    _check(isinstance(classes, list), f"forget.classes={classes!r} is not a list; fix: write forget.classes=[3]")
+    _check(isinstance(classes, list),
+           f"forget.classes={classes!r} is not a list; fix: write forget.classes=[3]")
     _check(len(classes) > 0, "forget.classes is empty; fix: name at least one class, e.g. forget.classes=[3]")
     bad = [x for x in classes if not _is_int(x)]
     if bad:
         raise ConfigError(f"forget.classes holds {bad[0]!r}, not a class index; fix: write integer class "
                           f"indices, e.g. forget.classes=[3]")
     twice = sorted({x for x in classes if classes.count(x) > 1})
-    _check(not twice, f"forget.classes lists class {twice[0] if twice else ''} more than once; fix: name each "
-                      f"class once, e.g. forget.classes={sorted(set(classes))}")
+    _check(not twice, f"forget.classes lists class {twice[0] if twice else ''} more than once; fix: name "
+                      f"each class once, e.g. forget.classes={sorted(set(classes))}")
     unseen = c["forget"]["unseen"]
     _check(unseen["source"] in ("holdout", "test"),
-           f"forget.unseen.source={unseen['source']!r} is not holdout or test; fix: set forget.unseen.source=holdout")
+           f"forget.unseen.source={unseen['source']!r} is not holdout or test; fix: set "
+           f"forget.unseen.source=holdout")
     integer(unseen["per_class"], "forget.unseen.per_class")
     validate_recipe(c["train"])
     if c["eval"]["batch_size"] is not None:  # null: the device's default (evaluation.eval_batch_size)
@@ -201,32 +150,32 @@ def check_config(cfg) -> None:
         f = data["test_fraction"]
         _check(_is_number(f) and 0 < f < 1, f"data.test_fraction={f!r} must be in (0, 1); fix: e.g. "
                                             f"data.test_fraction=0.25")
-    check_method_hyperparameters(c["method"])
-    check_method_types(c["method"])
+    check_method_config(c["method"])
 
 
-def validate_run(ctx) -> None:
-    cfg, data, split = ctx.cfg, ctx.data, ctx.split
+def validate_run(setup) -> None:
+    """The checks that need the data and the model, of a ``Setup`` whose config passed ``check_config``
+    (forget classes a non-empty list of distinct integers, a valid recipe)."""
+    cfg, data, split = setup.cfg, setup.data, setup.split
     k = data.num_classes
     classes = list(cfg.forget.classes)
-    _check(len(classes) > 0, "forget.classes is empty; fix: name at least one class, e.g. forget.classes=[3]")
-    bad = [c for c in classes if not _is_int(c) or not 0 <= c < k]
+    bad = [c for c in classes if not 0 <= c < k]
     _check(not bad, f"forget class(es) {bad} out of range for {data.name} (classes 0..{k - 1}); "
                     f"fix: pick forget.classes within 0..{k - 1}")
-    _check(len(set(classes)) < k, f"forget.classes covers all {k} classes; fix: leave at least one class to retain")
+    _check(len(set(classes)) < k,
+           f"forget.classes covers all {k} classes; fix: leave at least one class to retain")
     counts = data.class_counts() if cfg.forget.unseen.source == "holdout" else \
         torch.bincount(data.test_y, minlength=k).numpy()
-    check_sizes(cfg, ctx.method, counts, _data_label(cfg, data.name), data.drawn_test_fraction)
+    check_sizes(cfg, setup.method, counts, _data_label(cfg, data.name), data.drawn_test_fraction)
     _check(len(split.forget_train) > 0, f"no training image of class(es) {classes} in {data.name}; fix: pick "
                                         f"forget classes present in the training split")
     if len(split.forget_test) == 0:  # a user's data can lack them; the run is still meaningful
         logging.getLogger("unlearn_bench").warning(
             "no test image of forget class(es) %s in %s: acc/forget_test, the loss attack, Fs and relearn "
             "will be empty", classes, data.name)
-    validate_recipe(cfg.train)
-    label = ctx.labels.get("model", "?")
+    label = setup.labels.get("model", "?")
     try:  # building checks model.* values, the forward pass checks the input shape
-        model = ctx.build_model(int(cfg.seed)).eval()
+        model = setup.build_model(int(cfg.seed)).eval()
         with torch.no_grad():
             out = model(torch.zeros(2, *data.in_shape))
     except (RuntimeError, ValueError, TypeError) as e:
@@ -235,7 +184,7 @@ def validate_run(ctx) -> None:
                           f"model.* overrides") from e
     _check(tuple(out.shape) == (2, k), f"model outputs {tuple(out.shape[1:])} logits but {data.name} has {k} "
                                        f"classes; fix: do not override the model's num_classes")
-    ctx.method.validate(model, {"num_classes": k, "forget_classes": split.forget_classes,
+    setup.method.validate(model, {"num_classes": k, "forget_classes": split.forget_classes,
                                 "unseen_size": len(split.unseen_of(split.forget_classes)),
                                 "in_shape": data.in_shape})
 
@@ -244,17 +193,17 @@ def _data_label(cfg, name: str) -> str:
     return f"data.path={cfg.data.path}" if cfg.data.get("path") else name
 
 
-def build_context(cfg):
-    """The run's context (data, split, model factory, method), with construction failures that come from
+def build_setup(cfg):
+    """The run's ``Setup`` (data, split, model factory, method), with construction failures that come from
     the configuration (a bad argument to a ``_target_``, a value sklearn rejects) as one-line errors. Data
     too few to split off a test set are reported with what the unseen pool and the method would need."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from unlearn_bench.run.context import Context
+    from unlearn_bench.run.context import Setup
 
     try:
-        return Context(cfg)
+        return Setup.from_config(cfg)
     except TooFewToSplit as e:
         try:
             method = instantiate(cfg.method)
@@ -266,13 +215,14 @@ def build_context(cfg):
     except UnlearnBenchError:
         raise
     except (InstantiationException, ValueError, TypeError) as e:
-        raise ConfigError(f"the configuration cannot be built ({type(e).__name__}: {one_line(e, 200)}); fix: correct "
-                          f"the override of the node named there") from e
+        raise ConfigError(f"the configuration cannot be built ({type(e).__name__}: {one_line(e, 200)}); "
+                          f"fix: correct the override of the node named there") from e
 
 
 def validate_config(cfg):
-    """Every check that runs before a run writes a file or trains; returns the validated context."""
+    """Every check that runs before a run writes a file or trains; returns the validated ``Setup`` (the
+    run places it on its device with ``Context.build``)."""
     check_config(cfg)
-    ctx = build_context(cfg)
-    validate_run(ctx)
-    return ctx
+    setup = build_setup(cfg)
+    validate_run(setup)
+    return setup

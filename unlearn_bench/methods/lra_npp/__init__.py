@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unlearn_bench.data.batches import Subset
 from unlearn_bench.errors import ConfigError
-from unlearn_bench.methods.base import Method, Regime, Subset, UnlearnData
+from unlearn_bench.methods.base import Method, Regime, UnlearnData
+from unlearn_bench.methods.hparams import Bool, Choice, Float, Int, List
 from unlearn_bench.methods.lra_npp.paths import (
     OPS,
     PATHS,
@@ -77,6 +79,17 @@ class LRANPP(Method):
     values: K = 50, H = 80 of 512 units (K, H scale with the layer width when left null), N = 36."""
 
     regime = Regime.ZERO_SHOT
+    # k, h null: the fractions of the analysed layer's width; h auto: searched on the calibration half
+    hparams = {"h_fraction": Float(gt=0, le=1).tune(0.01, 0.6, log=True),
+               "k_fraction": Float(gt=0, le=1).tune(0.01, 0.3, log=True),
+               "rule": Choice(*RULES).tune("epsilon", "gamma", "alpha1_beta0"),
+               "k": Int(ge=1, null=True), "h": Int(ge=1, null=True, also=("auto",)), "n": Int(ge=1),
+               "epsilon": Float(ge=0), "gamma": Float(ge=0), "target": Choice(*TARGETS),
+               "path": Choice(*PATHS), "op": Choice(*OPS), "noise_scale": Float(ge=0),
+               "layers": List(of=str, null=True),
+               "auto_target": Float(ge=0, lt=1, null=True), "contrastive": Bool(), "canonize": Bool(),
+               "relevance": Choice(*BACKENDS), "maps": Int(ge=0)}
+    search_note = "H and K as fractions of the analysed layer's width, and the LRP rule."
 
     def __init__(self, k: int | None = None, h: int | str | None = None, n: int = 36,
                  k_fraction: float = 50 / 512, h_fraction: float = 80 / 512, rule: str = "epsilon",
@@ -110,33 +123,26 @@ class LRANPP(Method):
         def check(ok, msg):
             if not ok:
                 raise ConfigError(msg)
-        check(self.rule in RULES, f"lra_npp rule {self.rule!r} is unknown; fix: use one of {', '.join(RULES)}")
-        check(self.target in TARGETS, f"lra_npp target {self.target!r} is unknown; fix: use predicted or label")
-        check(self.path in PATHS, f"lra_npp path {self.path!r} is unknown; fix: use one of {', '.join(PATHS)}")
-        check(self.op in OPS, f"lra_npp op {self.op!r} is unknown; fix: use one of {', '.join(OPS)}")
-        check(self.h is None or self.auto or isinstance(self.h, int),
-              f"lra_npp h={self.h!r} must be an integer, null or auto; fix: e.g. method.h=80")
-        check(self.relevance in BACKENDS,
-              f"lra_npp relevance {self.relevance!r} is unknown; fix: use one of {', '.join(BACKENDS)}")
         specs = resolve_layers(model, self.layers)
-        check(self.relevance == "zennit" or (self.rule == "epsilon" and len(specs) == 1 and specs[0].is_classifier),
+        one_classifier = len(specs) == 1 and specs[0].is_classifier
+        check(self.relevance == "zennit" or (self.rule == "epsilon" and one_classifier),
               "lra_npp relevance=closed_form exists only for rule=epsilon at the classifier alone; "
               "fix: set method.relevance=zennit")
         for s in specs:
-            for name, value in (("k", self.k_for(s.width)), ("h", None if self.auto else self.h_for(s.width))):
+            h = None if self.auto else self.h_for(s.width)
+            for name, value in (("k", self.k_for(s.width)), ("h", h)):
                 check(value is None or 1 <= value <= s.width,
                       f"lra_npp {name}={value} is outside 1..{s.width} (units at the input of {s.consumer}); "
                       f"fix: set method.{name}<={s.width}")
             if s.is_classifier and resolve_path(model, self.path) == "incoming_and_target_out":
-                check(s.producer is not None, f"lra_npp path incoming_and_target_out needs model.feature_source,"
-                                              f" which {type(model).__name__} lacks; fix: set method.path=auto")
+                check(s.producer is not None,
+                      f"lra_npp path incoming_and_target_out needs model.feature_source, which "
+                      f"{type(model).__name__} lacks; fix: set method.path=auto")
         pool = int(info["unseen_size"])
         limit = (pool + 1) // 2 if self.auto else pool
         where = "the analysis half of the unseen pool" if self.auto else "the unseen pool"
         check(1 <= self.n <= limit, f"lra_npp n={self.n} is outside 1..{limit} ({where} has {limit} images); "
                                     f"fix: set method.n<={limit} or enlarge forget.unseen.per_class")
-        check(self.auto_target is None or 0 <= float(self.auto_target) < 1,
-              f"lra_npp auto_target={self.auto_target} must lie in [0, 1); fix: e.g. 0.1, or null for chance")
 
     # -- analysis ----------------------------------------------------------------------------------------
     def _relevance(self, net: nn.Module, subset: Subset, specs: list[UnitLayer]) -> dict[str, torch.Tensor]:
@@ -144,7 +150,8 @@ class LRANPP(Method):
         target = "predicted" if self.target == "predicted" else y
         if self.relevance == "closed_form":  # the epsilon rule at the last Linear: one forward, no backward
             return {specs[0].consumer: epsilon_closed_form(net, x, target, epsilon=self.epsilon)[0]}
-        rel, _ = layer_relevance(net, x, [s.consumer for s in specs], target, self.rule, self.epsilon, self.gamma)
+        rel, _ = layer_relevance(net, x, [s.consumer for s in specs], target, self.rule, self.epsilon,
+                                 self.gamma)
         return rel
 
     def _scores(self, net, analysis: Subset, data: UnlearnData, specs) -> tuple[dict, dict, dict]:
@@ -203,7 +210,8 @@ class LRANPP(Method):
         if not met:
             log.warning("lra_npp h=auto: even all %d units leave a forget share of %.3f > %.3f; using all",
                         hi, final, goal)
-        return chosen, {"target": goal, "share": final, "met": bool(final <= goal), "calibration_size": len(calib),
+        return chosen, {"target": goal, "share": final, "met": bool(final <= goal),
+                        "calibration_size": len(calib),
                         "trials": trials}
 
     # -- the method ----------------------------------------------------------------------------------------
@@ -241,11 +249,13 @@ class LRANPP(Method):
         if auto is not None:
             self.extra_metrics["lra_npp/auto_share"] = auto["share"]
         self.report = {
-            "paper": "Chang et al. 2024, arXiv 2410.23693", "relevance": self.relevance, "rule": self.rule, "epsilon": self.epsilon,
+            "paper": "Chang et al. 2024, arXiv 2410.23693", "relevance": self.relevance, "rule": self.rule,
+            "epsilon": self.epsilon,
             "target": self.target, "path": resolve_path(model, self.path), "op": self.op, "n": len(analysis),
             "contrastive": self.contrastive, "h_mode": "auto" if self.auto else "fixed", "h_chosen": h_first,
             "auto": auto, "analysis_s": analysis_s, "edit_s": edit_s, "edited_weights": edited,
-            "layers": [{"consumer": s.consumer, "producer": s.producer, "width": s.width, "k": self.k_for(s.width),
+            "layers": [{"consumer": s.consumer, "producer": s.producer, "width": s.width,
+                        "k": self.k_for(s.width),
                         "h": hs, "units": ranked[s.consumer][:hs].tolist(),
                         "unit_counts": counts[s.consumer][ranked[s.consumer][:hs]].tolist(),
                         "counts": counts[s.consumer].tolist(),
@@ -253,6 +263,7 @@ class LRANPP(Method):
         }
         return model
 
-    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module, data: UnlearnData) -> None:
+    def write_artifacts(self, run_dir: Path, original: nn.Module, unlearned: nn.Module,
+                        data: UnlearnData) -> None:
         from unlearn_bench.methods.lra_npp.report import write_report
         write_report(self, Path(run_dir), original, unlearned, data)

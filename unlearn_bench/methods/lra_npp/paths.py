@@ -62,8 +62,9 @@ def resolve_layers(model: nn.Module, names: list[str] | None) -> list[UnitLayer]
         layer = modules.get(name)
         if name is None:
             raise ConfigError(f"{type(model).__name__} does not name its classifier layer; fix: set "
-                              f"model.feature_layer (one of {', '.join(order)}) and model.feature_source in the "
-                              f"model's factory (README: Add a model), or name layers with method.layers")
+                              f"model.feature_layer (one of {', '.join(order)}) and model.feature_source "
+                              f"in the model's factory (README: Add a model), or name layers with "
+                              f"method.layers")
         if not isinstance(layer, _PARAM_LAYERS):
             kind = "missing" if layer is None else type(layer).__name__
             raise ConfigError(f"lra_npp layer {name!r} is {kind}, not a Linear or Conv2d of "
@@ -76,7 +77,8 @@ def resolve_layers(model: nn.Module, names: list[str] | None) -> list[UnitLayer]
         prod = next((p for p in reversed(before) if _out_width(modules[p]) == _in_width(layer)), None)
         if prod is None or before[-1] != prod:
             raise ConfigError(f"lra_npp layer {name!r}: no Linear/Conv2d directly before it makes its "
-                              f"{_in_width(layer)} input units (e.g. a Flatten mixes channels into features); "
+                              f"{_in_width(layer)} input units (e.g. a Flatten mixes channels into "
+                              f"features); "
                               f"fix: name a layer whose input units are the previous layer's outputs")
         out.append(UnitLayer(name, prod, _in_width(layer), False))
     return out

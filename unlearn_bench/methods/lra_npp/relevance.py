@@ -79,7 +79,8 @@ def _targets(target, logits: torch.Tensor) -> torch.Tensor:
     n = logits.shape[0]
     if isinstance(target, str):
         if target != "predicted":
-            raise ValueError(f"target must be 'predicted', an int or a LongTensor of shape ({n},), got {target!r}")
+            raise ValueError(f"target must be 'predicted', an int or a LongTensor of shape ({n},), "
+                             f"got {target!r}")
         return logits.argmax(1)
     t = torch.as_tensor(target, device=logits.device)
     if t.dtype.is_floating_point or t.dtype == torch.bool:
@@ -195,7 +196,8 @@ def feature_relevance(model: nn.Module, x: torch.Tensor, target="predicted", rul
 def epsilon_closed_form(model: nn.Module, x: torch.Tensor, target="predicted", epsilon: float = 0.1
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """``R_i = a_i * w_{c,i} / (z_c + eps * sign(z_c))`` at the last Linear (``model.feature_layer``), with
-    ``a`` its input, ``z_c`` its output (bias included) for class c; sign(0) = +1. Returns (R, predictions)."""
+    ``a`` its input, ``z_c`` its output (bias included) for class c; sign(0) = +1.
+    Returns (R, predictions)."""
     layer = dict(model.named_modules())[_feature_layer(model)]
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"feature_layer must be an nn.Linear, got {type(layer).__name__}")

@@ -19,7 +19,7 @@ from unlearn_bench.run.store import write_json
 def write_report(method, run_dir: Path, original, unlearned, data) -> None:
     report = dict(method.report)
     # full per-unit vectors stay in the figure's source, not the json (they can be thousands long)
-    report["layers"] = [{k: v for k, v in layer.items() if k not in ("scores",)} for layer in report["layers"]]
+    report["layers"] = [{k: v for k, v in layer.items() if k != "scores"} for layer in report["layers"]]
     write_json(run_dir / "lra_npp.json", report)
     occurrence_figure(method.report, run_dir / "lra_npp_occurrence.png")
     if method.maps > 0:
@@ -30,11 +30,13 @@ def occurrence_figure(report: dict, path: Path) -> None:
     layers = report["layers"]
     fig, axes = plt.subplots(1, len(layers), figsize=(5 * len(layers), 3.2), squeeze=False)
     for ax, layer in zip(axes[0], layers):
-        scores = torch.tensor(layer["scores"] if report["contrastive"] else layer["counts"], dtype=torch.float64)
+        values = layer["scores"] if report["contrastive"] else layer["counts"]
+        scores = torch.tensor(values, dtype=torch.float64)
         ordered = scores.sort(descending=True).values
         ax.bar(range(len(ordered)), ordered.numpy(), width=1.0, color="tab:blue")
         ax.axvline(layer["h"] - 0.5, color="tab:red", ls="--", label=f"H = {layer['h']}")
-        ylabel = "occurrence rate: forget - others" if report["contrastive"] else f"top-{layer['k']} occurrences"
+        ylabel = ("occurrence rate: forget - others" if report["contrastive"]
+                  else f"top-{layer['k']} occurrences")
         ax.set(xlabel=f"units at the input of {layer['consumer']}, ranked", ylabel=ylabel,
                title=f"{layer['consumer']}: N = {report['n']}, K = {layer['k']}, rule {report['rule']}")
         ax.legend(frameon=False)
@@ -67,14 +69,15 @@ def relevance_maps(method, original, unlearned, data, path: Path) -> None:
         axes[0, j].set_title(f"class {int(y[j])}", fontsize=8)
         for i, name in enumerate(("original", "unlearned"), start=1):
             r = rows[name][j].detach().cpu().numpy()
-            bound = max(float(rows["original"][j].abs().max()), float(rows["unlearned"][j].abs().max()), 1e-12)
+            bound = max(float(rows["original"][j].abs().max()), float(rows["unlearned"][j].abs().max()),
+                        1e-12)
             axes[i, j].imshow(r, cmap="bwr", vmin=-bound, vmax=bound)
             axes[i, j].set_title(f"{name}: pred {int(preds[name][j])}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("LRP relevance for the forget class x its logit; one colour scale per column (red +, blue -)",
-                 fontsize=9)
+    fig.suptitle("LRP relevance for the forget class x its logit; one colour scale per column "
+                 "(red +, blue -)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
