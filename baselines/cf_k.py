@@ -28,6 +28,7 @@ class CFk(SGDMethod):
 
     regime = Regime.FULL
     hparams = {"k": Int(ge=1), "reinit": Bool(), **sgd_hparams(lr=(1e-4, 1e-1)), "augment": AUGMENT}
+    search_note = "finetune's lr and epoch ranges: CF-k trains as finetune does, on the last k layers only."
 
     def __init__(self, k: int = 1, reinit: bool = False, epochs: int = 10, lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 5e-4, batch_size: int = 256,
@@ -44,7 +45,7 @@ class CFk(SGDMethod):
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         last = weight_layers(model)[-self.k:]
         if self.reinit:
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng():  # CUDA too: a model on the GPU redraws from its generator
                 torch.manual_seed(data.seed)
                 for m in last:
                     m.reset_parameters()

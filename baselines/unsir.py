@@ -66,7 +66,7 @@ class UNSIR(Method):
     """UNSIR (Tarun et al. TNNLS'23): impair with error-maximising noise, repair on a D_r sample."""
 
     regime = Regime.FULL
-    hparams = {"retain_per_class": Int(ge=1), "noise_per_class": Int(ge=1), "noise_steps": Int(ge=0),
+    hparams = {"retain_per_class": Int(ge=1), "noise_per_class": Int(ge=1), "noise_steps": Int(ge=1),
                "noise_lr": Float(gt=0), "noise_l2": Float(ge=0), "noise_copies": Int(ge=1),
                "noise_rows": Choice("channels", "all"), "impair_lr": Float(gt=0), "repair_lr": Float(gt=0),
                "impair_epochs": Int(ge=1), "repair_epochs": Int(ge=1), "batch_size": Int(ge=1)}

@@ -1,5 +1,5 @@
 """The evaluation suite on digits: keys, direction of every population MIA, oracle distances, per_class.csv,
-relearn, docs in sync; pure eval_suite functions on hand-built arrays; eval=full (slow)."""
+relearn, docs in sync; pure eval.suite functions on hand-built arrays; eval=full (slow)."""
 
 import json
 from pathlib import Path

@@ -110,3 +110,14 @@ def test_outputs_are_fp32_in_big_batches_on_cuda(digits_cfg):
     n = len(ctx.subsets["retain_train"])
     assert out.dtype == np.float32 and out.shape[0] == n
     assert sizes == [n] if n <= evaluation.GPU_BATCH else sizes[0] == evaluation.GPU_BATCH  # one big batch
+
+
+def test_a_model_trained_on_cuda_stays_there_for_its_evaluation():
+    """The pipeline evaluates the unlearned model right after ``method.unlearn``, without placing it
+    again: a loop that handed it back on the CPU would make every training method's run fail on CUDA."""
+    x = torch.randint(0, 255, (64, 1, 8, 8), dtype=torch.uint8, device="cuda")
+    y = torch.randint(0, 3, (64,), device="cuda")
+    batches = TensorBatches(x, y, Normalizer([0.5], [0.25], "cuda"), 16, True, 0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3)).cuda()
+    fit(model, batches, cross_entropy(), partial(torch.optim.SGD, lr=0.1), "cuda", epochs=1, progress=False)
+    assert all(p.is_cuda for p in model.parameters())

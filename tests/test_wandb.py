@@ -62,7 +62,7 @@ def read_run(run_file: Path, wait_s: float = 60.0) -> tuple[dict, dict]:
 def test_offline_run_holds_the_summary_and_no_secret(digits_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", FAKE_KEY)
     run_dir = tmp_path / "run"
-    # 8 epochs: the same original as test_eval_suite, so a session trains it once
+    # 8 epochs: the same original as tests/test_eval_suite.py, so a session trains it once
     m = pipeline.run(digits_cfg("method=none", "forget.classes=[3]", "train.epochs=8", "logger=wandb",
                                 "name=wbtest"), run_dir)
     runs = {p: read_run(p) for p in run_dir.glob("wandb/offline-run-*/run-*.wandb")}

@@ -4,7 +4,7 @@ Images are held as uint8 (N, C, H, W) tensors; batches are drawn by indexing ten
 training device (see ``batches.py``), so no per-sample Python transform runs in the hot path.
 Sources are tried in order: ``root`` (if given), system dataset directories (Debian/Ubuntu packages such
 as ``dataset-fashion-mnist``), the cache's data folder, then torchvision's downloader; every copy is read
-from its published file format by ``data_formats.py``.
+from its published file format by ``formats.py``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Digits:
 
 class TorchvisionImages:
     """A torchvision dataset (MNIST, FashionMNIST, CIFAR10, CIFAR100, SVHN) read from its published file
-    format (``data_formats.py``) and converted to tensors once; torchvision is used only to download."""
+    format (``formats.py``) and converted to tensors once; torchvision is used only to download."""
 
     def __init__(self, name: str, dataset: str, num_classes: int, mean, std, root: str | None = None,
                  system_dirs: list[str] | tuple[str, ...] = (), download: bool = True, augment: str = "none",

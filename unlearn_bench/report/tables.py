@@ -61,7 +61,8 @@ def write_report(runs_dir, out: str | Path | None = None, figures: bool = True,
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Summarise run directories into a results table and report.md.")
+    ap = argparse.ArgumentParser(prog="unlearn-bench-report",
+                                 description="Summarise run directories into a results table and report.md.")
     ap.add_argument("runs_dir", nargs="+", help="one or more folders searched for run directories")
     ap.add_argument("--out", default=None,
                     help="output path without extension (default FIRST_RUNS_DIR/results)")

@@ -139,7 +139,7 @@ def check_config(cfg) -> None:
            f"forget.unseen.source=holdout")
     integer(unseen["per_class"], "forget.unseen.per_class")
     validate_recipe(c["train"])
-    if c["eval"]["batch_size"] is not None:  # null: the device's default (evaluation.eval_batch_size)
+    if c["eval"]["batch_size"] is not None:  # null: the device's default (eval.outputs.eval_batch_size)
         integer(c["eval"]["batch_size"], "eval.batch_size")
     check_eval(c["eval"])
     data = c["data"]

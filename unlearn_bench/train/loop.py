@@ -44,7 +44,6 @@ from unlearn_bench.train.resume import EpochSaver, Trained, load_optimizer, rest
 from unlearn_bench.train.scopes import (  # noqa: F401  (re-exported)
     NORM_STATS,
     PRECISIONS,
-    _norm_stats,
     check_norm_stats,
     current_norm_stats,
     current_precision,
@@ -127,8 +126,8 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
     ``progress`` names the stage on the bar (or True / False); with ``resume``, the training continues
     from the epoch an earlier, stopped call saved there, and saves its own. ``precision`` (a Lightning
     name) and ``norm_stats`` (``update`` or ``frozen``) default to the enclosing scopes' (``scopes``).
-    On CUDA the model comes back on the CPU with the device's cache emptied, finished or not, as
-    Lightning's Trainer handed it back: a caller places it again."""
+    The model stays on ``device``: the caller evaluates it there (the Trainer this loop replaced handed it
+    back on the CPU, where nothing moved it back before evaluation)."""
     precision = precision or current_precision(device)
     frozen = check_norm_stats(norm_stats or current_norm_stats()) == "frozen"
     n = len(batches) if hasattr(batches, "__len__") else None
@@ -149,12 +148,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: LossFn, optimizer: Callabl
         saver = EpochSaver(resume, generator, epochs, max_steps, device) if resume is not None else None
         bar = EpochBar(progress if isinstance(progress, str) else "training", n, done.epochs,
                        done.epochs + left_epochs if epochs is not None else None) if progress else None
-        try:
-            step.run(batches, n, done, left_epochs, max_steps, saver, bar)
-        finally:
-            if device.startswith("cuda"):
-                model.cpu()
-                torch.cuda.empty_cache()
+        step.run(batches, n, done, left_epochs, max_steps, saver, bar)
     model.eval()
     check_finite(model)
     return done.curve

@@ -6,7 +6,7 @@ Perturbation", arXiv 2410.23693), run the way the authors' public code runs it:
    BatchNorm folded on a copy) seeded at the predicted class gives relevance R (N, units) at the input of
    the classifier; for the epsilon rule R_i = a_i w_{c,i} / (z_c + eps sign(z_c));
 2. per image, the K units of largest signed R; count occurrences over the N lists; keep the H most frequent;
-3. edit the weights on those units' paths (``lra_npp_paths``): zero them (default) or add Gaussian /
+3. edit the weights on those units' paths (``paths``): zero them (default) or add Gaussian /
    Laplace noise (the paper's GN / LN baselines). No training data, no fine-tuning.
 
 Beyond the authors (each off by default): ``layers`` (analyse/perturb other Linear or Conv2d layers,

@@ -1,0 +1,5 @@
+"""``python -m unlearn_bench.report``: the same command as ``unlearn-bench-report``."""
+
+from unlearn_bench.report.tables import main
+
+main()
