@@ -30,7 +30,20 @@ def test_the_wheel_lists_every_package():
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(f.parent.relative_to(ROOT).parts)
              for top in ("unlearn_bench", "baselines", "hydra_plugins") for f in (ROOT / top).rglob("*.py")}
-    assert listed - {"unlearn_bench.conf"} == found, "fix the packages list in pyproject.toml"
+    # the hydra_plugins namespace is listed too: without it an editable install maps it to no folder and
+    # Hydra's plugin scan misses the project's launchers
+    assert listed - {"unlearn_bench.conf", "hydra_plugins"} == found, "fix the packages list: pyproject.toml"
+    assert "hydra_plugins" in listed
+
+
+def test_hydra_finds_the_launchers_outside_the_checkout(tmp_path):
+    """What Hydra does on every start: scan the hydra_plugins namespace. Run from a folder that is not the
+    checkout, so only the installation (editable here, the wheel in the test below) can provide it."""
+    code = ("import pkgutil, hydra_plugins; "
+            "print(sorted(m.name for m in pkgutil.iter_modules(hydra_plugins.__path__)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert "unlearn_bench_launchers" in out.stdout, out.stdout + out.stderr
 
 
 def test_an_installed_wheel_runs_a_digits_job(tmp_path):
