@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	@echo "[3/3] installing unlearn-bench and its dependencies (Hydra, Lightning, zennit, ...; about 1 min)"
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e '.[dev]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }  # its log only when it fails
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 	@echo "installed: $(VENV) ($$($(PY) -c 'import torch; print("torch", torch.__version__)'))"
 

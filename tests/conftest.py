@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from fake_slurm import slurm_bin  # noqa: F401  (the fake Slurm tools' fixture, for every test file)
 
 from unlearn_bench.config import compose
 
