@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from scipy.special import softmax as sp_softmax
 from scipy.stats import entropy as sp_entropy
 
+from unlearn_bench.config import compose
 from unlearn_bench.errors import ConfigError
 from unlearn_bench.eval import family
 from unlearn_bench.eval.families import entropy, oracle, population, ulira, zrf
@@ -201,3 +202,14 @@ def test_readme_and_docs_metric_tables_are_generated_from_metric_info():
     root = Path(__file__).resolve().parent.parent
     assert metric_info_markdown() in (root / "README.md").read_text()
     assert (root / "docs" / "metrics.md").read_text() == metrics_doc()
+
+
+def test_a_listed_family_its_settings_switch_off_is_not_run():
+    """eval=fast lists every family; relearn, U-LiRA, FQ and KLOM are off under its settings, so neither
+    the run nor its log line names them (eval=full switches them on)."""
+    def on(level, *overrides):
+        ev = compose([f"eval={level}", *overrides]).eval
+        return [name for name in family.listed(ev) if family.resolve(name).enabled(ev)]
+    assert on("fast") == ["accuracy", "population", "zrf", "oracle", "per_class", "roc"]
+    assert on("full") == family.listed(compose(["eval=full"]).eval)
+    assert "klom" not in on("full", "eval.klom=false") and "fq" in on("full", "eval.klom=false")

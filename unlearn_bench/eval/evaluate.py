@@ -21,7 +21,7 @@ def evaluate(ctx, store, run_dir: Path, logger, original, meta_o, unlearned, log
     metrics and the arrays predictions.npz gets beside the logits: the oracle's logits when the oracle was
     used, per-example KLOM."""
     ev = ctx.cfg.eval
-    listed = [families.resolve(name) for name in families.listed(ev)]
+    listed = [f for f in (families.resolve(name) for name in families.listed(ev)) if f.enabled(ev)]
     needs = families.plan(listed, ev)
     log.info("%s: evaluating %s%s", ctx.method_label, ", ".join(f.name for f in listed),
              f" (needs {', '.join(f'{k} x{n}' for k, n in needs.items())}; reference models train where they "

@@ -10,6 +10,7 @@ A family declares
 - ``needs(eval_cfg)``: the models it reads, by kind and number (``ORACLE``, ``SHADOW_PAIRS`` ...), under
   this evaluation's settings: what the listed families need decides what gets trained;
 - ``version``: bumped when its values change for the same inputs; results it caches are keyed by it;
+- ``enabled(eval_cfg)``: whether this evaluation's settings switch it on (listed but off: not run);
 - ``compute(state) -> dict``: its keys, from an ``EvalState`` (``unlearn_bench.eval.state``), which builds
   each shared model or result once, on first use. Artifacts (per_class.csv, roc.csv) are families that
   write a file and return no key.
@@ -51,6 +52,10 @@ def _no_needs(ev) -> dict[str, int]:
     return {}
 
 
+def _always(ev) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -58,6 +63,7 @@ class Family:
     info: Mapping[str, MetricInfo] = field(default_factory=dict)
     needs: Callable = _no_needs  # (eval config) -> {need: how many}
     version: int = 1
+    enabled: Callable = _always  # (eval config) -> whether its settings switch it on (eval.relearn ...)
 
 
 def resolve(name: str) -> Family:

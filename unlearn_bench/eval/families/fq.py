@@ -41,4 +41,4 @@ def compute(state) -> dict:
     return out
 
 
-FAMILY = Family("fq", compute, INFO, needs=needs)
+FAMILY = Family("fq", compute, INFO, needs=needs, enabled=lambda ev: int(ev.fq_runs) > 0)

@@ -47,4 +47,4 @@ def compute(state) -> dict:
     return suite.klom_metrics(margins, retrains["margins_r"], per_example=state.arrays)
 
 
-FAMILY = Family("klom", compute, INFO, needs=needs)
+FAMILY = Family("klom", compute, INFO, needs=needs, enabled=_on)

@@ -32,4 +32,5 @@ def compute(state) -> dict:
                            int(ev.relearn_size), float(ev.relearn_lr), int(ev.relearn_max_steps), state.seed)
 
 
-FAMILY = Family("relearn", compute, INFO, needs=lambda ev: {CACHED_ORACLE: 1} if ev.relearn else {})
+FAMILY = Family("relearn", compute, INFO, needs=lambda ev: {CACHED_ORACLE: 1} if ev.relearn else {},
+                enabled=lambda ev: bool(ev.relearn))

@@ -45,4 +45,4 @@ def compute(state) -> dict:
     return out
 
 
-FAMILY = Family("ulira", compute, INFO, needs=needs)
+FAMILY = Family("ulira", compute, INFO, needs=needs, enabled=lambda ev: int(ev.shadows) > 0)
