@@ -8,7 +8,7 @@ export UNLEARN_BENCH_CACHE ?= $(HOME)/.cache/unlearn-bench
 .PHONY: install run test test-slow test-cluster bench figures lint clean
 
 # Each step says what it does and about how long it takes (a 2-core CPU with a fast package mirror);
-# pip's own output is kept to warnings and errors.
+# pip's own output is kept to warnings and errors (the package's own install: its log, on failure only).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "[1/3] creating $(VENV)"; python3 -m venv $(VENV); }
 	@echo "[2/3] installing torch 2.14.1 + torchvision 0.29.1 into $(VENV) (about 1-2 min; ~2.5 GB)"
@@ -51,7 +51,7 @@ test-cluster: $(STAMP)
 	@if ! command -v slurmctld >/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  apt-get install -y -q slurmctld slurmd munge slurm-client >/dev/null 2>&1 || \
 	  (apt-get update -q >/dev/null && apt-get install -y -q slurmctld slurmd munge slurm-client >/dev/null); fi
-	$(PY) -m pip install -q -e '.[ray]'
+	@echo "installing ray for the cluster tier (about 1 min)"; $(PY) -m pip install -q -e '.[ray]' > $(VENV)/install-ray.log 2>&1 || { cat $(VENV)/install-ray.log; exit 1; }
 	$(PY) -m pytest -q -m cluster
 
 # Each benchmark prints side-by-side ratios and appends a row to benchmarks/RESULTS.md; BENCH_ARGS=--quick smokes.

@@ -44,8 +44,10 @@ class CFk(SGDMethod):
 
     def unlearn(self, model: nn.Module, data: UnlearnData) -> nn.Module:
         last = weight_layers(model)[-self.k:]
+        first = next(model.parameters())
+        cuda = [first.device.index or 0] if first.is_cuda else []  # a GPU model redraws from its generator
         if self.reinit:
-            with torch.random.fork_rng():  # CUDA too: a model on the GPU redraws from its generator
+            with torch.random.fork_rng(devices=cuda):  # the redraw's seed leaves no trace on other draws
                 torch.manual_seed(data.seed)
                 for m in last:
                     m.reset_parameters()

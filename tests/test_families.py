@@ -208,8 +208,15 @@ def test_a_listed_family_its_settings_switch_off_is_not_run():
     """eval=fast lists every family; relearn, U-LiRA, FQ and KLOM are off under its settings, so neither
     the run nor its log line names them (eval=full switches them on)."""
     def on(level, *overrides):
-        ev = compose([f"eval={level}", *overrides]).eval
-        return [name for name in family.listed(ev) if family.resolve(name).enabled(ev)]
+        return [f.name for f in family.active(compose([f"eval={level}", *overrides]).eval)]
     assert on("fast") == ["accuracy", "population", "zrf", "oracle", "per_class", "roc"]
     assert on("full") == family.listed(compose(["eval=full"]).eval)
     assert "klom" not in on("full", "eval.klom=false") and "fq" in on("full", "eval.klom=false")
+
+
+def test_a_run_evaluates_only_the_families_switched_on(digits_cfg, tmp_path, caplog):
+    caplog.set_level("INFO", logger="unlearn_bench")
+    m = pipeline.run(digits_cfg("method=none", "eval.relearn=true"), tmp_path / "run")
+    [line] = [r.getMessage() for r in caplog.records if ": evaluating " in r.getMessage()]
+    assert line.startswith("none: evaluating accuracy, population, zrf, oracle, relearn, per_class, roc")
+    assert "relearn/steps" in m and not any(k.startswith(("fq/", "klom/", "mia/ulira")) for k in m)

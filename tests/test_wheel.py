@@ -36,12 +36,15 @@ def test_the_wheel_lists_every_package():
     assert "hydra_plugins" in listed
 
 
+# What Hydra does on every start: scan the hydra_plugins namespace for launchers and sweepers
+SCAN = ("import pkgutil, hydra_plugins; "
+        "print(sorted(m.name for m in pkgutil.iter_modules(hydra_plugins.__path__)))")
+
+
 def test_hydra_finds_the_launchers_outside_the_checkout(tmp_path):
-    """What Hydra does on every start: scan the hydra_plugins namespace. Run from a folder that is not the
-    checkout, so only the installation (editable here, the wheel in the test below) can provide it."""
-    code = ("import pkgutil, hydra_plugins; "
-            "print(sorted(m.name for m in pkgutil.iter_modules(hydra_plugins.__path__)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+    """Run from a folder that is not the checkout, so only the installation (editable here, the wheel in the
+    test below) can provide them."""
+    out = subprocess.run([sys.executable, "-c", SCAN], cwd=tmp_path, capture_output=True, text=True,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert "unlearn_bench_launchers" in out.stdout, out.stdout + out.stderr
 
@@ -81,6 +84,7 @@ def test_an_installed_wheel_runs_a_digits_job(tmp_path):
                              "l.__file__, CONFIG_DIR]))"], cwd=tmp_path, env=env).stdout)
     for path in where:
         assert Path(path).is_relative_to(purelib), f"{path} is not the installed copy"
+    assert "unlearn_bench_launchers" in _run([python, "-c", SCAN], cwd=tmp_path, env=env).stdout
     _run([python, "-m", "unlearn_bench.data.check", "digits"], cwd=tmp_path, env=env)
     runs = tmp_path / "runs"
     _run([venv / "bin" / "unlearn-bench", "data=digits", "model=mlp", "method=none", "progress=false",

@@ -1,4 +1,5 @@
-"""A run's evaluation: the metric families ``eval.families`` lists (``conf/eval``), in order, from the
+"""A run's evaluation: the metric families ``eval.families`` lists (``conf/eval``) and its settings switch on
+(``Family.enabled``), in order, from the
 models and logits the pipeline hands over; what they need (``family.plan``) decides which reference
 models are trained. Families: ``unlearn_bench/eval/families/`` (``unlearn_bench.eval.family``)."""
 
@@ -21,7 +22,7 @@ def evaluate(ctx, store, run_dir: Path, logger, original, meta_o, unlearned, log
     metrics and the arrays predictions.npz gets beside the logits: the oracle's logits when the oracle was
     used, per-example KLOM."""
     ev = ctx.cfg.eval
-    listed = [f for f in (families.resolve(name) for name in families.listed(ev)) if f.enabled(ev)]
+    listed = families.active(ev)
     needs = families.plan(listed, ev)
     log.info("%s: evaluating %s%s", ctx.method_label, ", ".join(f.name for f in listed),
              f" (needs {', '.join(f'{k} x{n}' for k, n in needs.items())}; reference models train where they "

@@ -111,6 +111,11 @@ def listed(ev) -> list[str]:
     return [str(n) for n in (LEGACY_FAMILIES if names is None else names)]
 
 
+def active(ev) -> list[Family]:
+    """The families an evaluation runs: those it lists that its settings switch on (``enabled``)."""
+    return [f for f in (resolve(name) for name in listed(ev)) if f.enabled(ev)]
+
+
 def plan(families: list[Family], ev) -> dict[str, int]:
     """What the families need together: each kind of model at the largest number any of them asks for.
     The oracle is trained when one needs it; otherwise it is used if one can use it and it is cached."""
