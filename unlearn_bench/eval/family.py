@@ -117,10 +117,11 @@ def active(ev) -> list[Family]:
 
 
 def plan(families: list[Family], ev) -> dict[str, int]:
-    """What the families need together: each kind of model at the largest number any of them asks for.
-    The oracle is trained when one needs it; otherwise it is used if one can use it and it is cached."""
+    """What the families need together: each kind of model at the largest number any of them asks for
+    (a family its settings switch off needs nothing). The oracle is trained when one needs it; otherwise
+    it is used if one can use it and it is cached."""
     out: dict[str, int] = {}
-    for family in families:
+    for family in (f for f in families if f.enabled(ev)):
         for need, n in family.needs(ev).items():
             if need not in NEEDS:
                 raise ValueError(f"metric family {family.name!r} needs {need!r}, not one of {NEEDS}")

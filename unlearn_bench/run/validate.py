@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from unlearn_bench.config import plain_config
 from unlearn_bench.data.check import check_sizes
 from unlearn_bench.data.files import TooFewToSplit
 from unlearn_bench.errors import ConfigError, UnlearnBenchError, one_line
@@ -58,8 +59,7 @@ def positive(value, key: str) -> float:
 def _plain(cfg) -> dict:
     """The run configuration, resolved (an unresolvable interpolation is a config error, not a crash)."""
     try:
-        return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                for k in cfg if k != "hydra"}
+        return plain_config(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(f"the configuration does not resolve ({one_line(e, 200)}); fix: correct that "
                           f"interpolation or override") from e

@@ -21,7 +21,7 @@ INFO = {
 
 def needs(ev) -> dict[str, int]:
     n = int(ev.fq_runs)
-    return {ORACLE: 1, RETRAINS: n - 1, METHOD_RUNS: n} if n else {}
+    return {ORACLE: 1, RETRAINS: n - 1, METHOD_RUNS: n}
 
 
 def ensembles(state) -> dict | None:
@@ -32,8 +32,6 @@ def ensembles(state) -> dict | None:
 
 
 def compute(state) -> dict:
-    if not state.ev.fq_runs:
-        return {}
     out = {"eval/fq_runs": int(state.ev.fq_runs)}
     fq = ensembles(state)
     if fq is not None:

@@ -32,12 +32,10 @@ def _on(ev) -> bool:
 
 def needs(ev) -> dict[str, int]:
     n = int(ev.fq_runs)
-    return {ORACLE: 1, RETRAINS: n - 1, ORIGINALS: n - 1, METHOD_RUNS: 2 * n} if _on(ev) else {}
+    return {ORACLE: 1, RETRAINS: n - 1, ORIGINALS: n - 1, METHOD_RUNS: 2 * n}
 
 
 def compute(state) -> dict:
-    if not _on(state.ev):
-        return {}
     retrains = fq.ensembles(state)
     if retrains is None:
         return {}

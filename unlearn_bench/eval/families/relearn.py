@@ -23,8 +23,6 @@ INFO = {
 
 def compute(state) -> dict:
     ev = state.ev
-    if not ev.relearn:
-        return {}
     oracle = state.oracle()
     target = float(ev.relearn_target) * metrics.accuracy(state.logits_o["forget_test"],
                                                          state.labels["forget_test"])
@@ -32,5 +30,5 @@ def compute(state) -> dict:
                            int(ev.relearn_size), float(ev.relearn_lr), int(ev.relearn_max_steps), state.seed)
 
 
-FAMILY = Family("relearn", compute, INFO, needs=lambda ev: {CACHED_ORACLE: 1} if ev.relearn else {},
+FAMILY = Family("relearn", compute, INFO, needs=lambda ev: {CACHED_ORACLE: 1},
                 enabled=lambda ev: bool(ev.relearn))

@@ -26,13 +26,11 @@ INFO = {
 
 def needs(ev) -> dict[str, int]:
     k = int(ev.shadows)
-    return {ORACLE: 1, SHADOW_PAIRS: k, METHOD_RUNS: k} if k else {}
+    return {ORACLE: 1, SHADOW_PAIRS: k, METHOD_RUNS: k}
 
 
 def compute(state) -> dict:
     k, fix = int(state.ev.shadows), bool(state.ev.ulira_fix_variance)
-    if not k:
-        return {}
     retrain = state.oracle()[0]
     out = {"eval/shadows": k}
     refs = state.references()
